@@ -1,0 +1,5 @@
+import sys
+
+from rnncore.cli import main
+
+sys.exit(main())

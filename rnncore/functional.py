@@ -1,0 +1,391 @@
+"""The ``"bptt"`` engine: hand-derived forward and backward through time for one layer and
+one direction, as a single ``torch.autograd.Function``.
+
+Layout. Every sequence is kept *flat and time-major*, the layout of a PackedSequence:
+rows ``[off_t, off_t + bs_t)`` of an (N, .) tensor hold time step t for the bs_t
+sequences still running (sorted by length, longest first). A padded (T, B) batch is the
+special case bs_t = B, off_t = t*B, so one code path serves both.
+
+Forward (per step, in processing order; ``x_proj`` = W_ih x + b_ih already computed for all
+steps by one GEMM outside):
+
+    a_t = x_proj_t + h_{t-1} W_hh^T                (one GEMM per step)
+    RNN : h_t = tanh(a_t)
+    LSTM: i,f,o = sigmoid, g = tanh;  c_t = f c_{t-1} + i g;  h_t = o tanh(c_t)
+    GRU : r,z = sigmoid(x_rz + W_hrz h + b_hrz);  n = tanh(x_n + r (W_hn h + b_hn))
+          h_t = (1 - z) n + z h_{t-1}
+
+Backward (the BPTT recursion, in reverse processing order). With dH the *total* gradient
+dL/dh_t (initialised with the direct part dL/dout_t, plus dL/dh_n at each sequence's last
+step) and dA_t the gradient of the pre-activations:
+
+    RNN : dA_t = dH_t * (1 - h_t^2)
+    LSTM: dC_t += dH_t * o_t (1 - tanh^2 c_t)
+          dA_t = [dC g i(1-i), dC c_{t-1} f(1-f), dC i (1-g^2), dH tanh(c_t) o(1-o)]
+          dC_{t-1} += dC_t * f_t                       (the cell's own path: diag(f_t))
+    GRU : dA^n = dH (1-z)(1-n^2);  dA^z = dH (h_{t-1}-n) z(1-z);  dA^r = dA^n (W_hn h + b_hn) r(1-r)
+          dH_{t-1} += dH_t * z_t                       (the update gate's direct path)
+    all : dH_{t-1} += dA_t^{rec} W_hh                  (one GEMM per step)
+
+so dL/dh_t = W^T (dL/dh_{t+1} * f'(a_{t+1})) + dL/dout_t, generalised to the gates. Only
+that recursion is sequential: afterwards dW_hh = dA^T H_prev and db_hh = sum dA are single
+GEMMs/reductions over all N rows, and dW_ih, dx follow from dx_proj = dA by autograd's
+GEMMs through the input projection. The loop bodies write into preallocated buffers with
+``out=`` / in-place ops so a step is a handful of kernel calls.
+
+Saved for backward: RNN out (N,H); LSTM gates (N,4H), c (N,H), out; GRU r|z (N,2H),
+n (N,H), W_hh h + b_hh (N,3H), out. With no grad required nothing is saved.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+
+
+# --------------------------------------------------------------------------------------
+# schedule: which rows are active at each step, and where each step's previous state lives
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Step:
+    off: int        # first row of this step in the flat layout
+    bs: int         # active sequences at this step
+    off_prev: int   # first row of the step whose output is this step's h_{t-1}
+    n_carry: int    # rows [0, n_carry) take h_{t-1} from that step; rows [n_carry, bs) from h0
+
+
+class Schedule:
+    """Processing order for a flat, time-major batch; ``reverse`` runs each sequence
+    backwards within its own length (the second direction of a bidirectional layer)."""
+
+    def __init__(self, batch_sizes: tuple[int, ...], reverse: bool):
+        self.batch_sizes = batch_sizes
+        self.reverse = reverse
+        self.T = len(batch_sizes)
+        self.B = batch_sizes[0]
+        offs = [0]
+        for bs in batch_sizes[:-1]:
+            offs.append(offs[-1] + bs)
+        self.offsets = offs
+        self.N = offs[-1] + batch_sizes[-1]
+        order = range(self.T - 1, -1, -1) if reverse else range(self.T)
+        steps, prev_t = [], None
+        for t in order:
+            bs = batch_sizes[t]
+            if prev_t is None:
+                steps.append(Step(offs[t], bs, 0, 0))
+            else:
+                steps.append(Step(offs[t], bs, offs[prev_t], min(bs, batch_sizes[prev_t])))
+            prev_t = t
+        self.steps = steps
+        self._index_cache: dict = {}
+
+    def indices(self, device) -> tuple[Tensor, Tensor]:
+        """(prev_index (N,), last_index (B,)) into ``cat([out, h0])``: the row holding each
+        row's h_{t-1}, and the row holding each sequence's final state."""
+        key = str(device)
+        if key not in self._index_cache:
+            prev = torch.empty(self.N, dtype=torch.long)
+            last = torch.empty(self.B, dtype=torch.long)
+            for s in self.steps:
+                rows = torch.arange(s.bs)
+                src = torch.where(rows < s.n_carry, s.off_prev + rows, self.N + rows)
+                prev[s.off:s.off + s.bs] = src
+                last[:s.bs] = s.off + rows
+            self._index_cache[key] = (prev.to(device), last.to(device))
+        return self._index_cache[key]
+
+
+@lru_cache(maxsize=256)
+def schedule(batch_sizes: tuple[int, ...], reverse: bool) -> Schedule:
+    return Schedule(batch_sizes, reverse)
+
+
+def _prev(buf: Tensor, init: Tensor, s: Step) -> Tensor:
+    """This step's h_{t-1} (bs, H): rows of the previous step, then rows of the initial state."""
+    if s.n_carry == s.bs:
+        return buf[s.off_prev:s.off_prev + s.bs]
+    if s.n_carry == 0:
+        return init[:s.bs]
+    return torch.cat([buf[s.off_prev:s.off_prev + s.n_carry], init[s.n_carry:s.bs]])
+
+
+# --------------------------------------------------------------------------------------
+# recording dL/dh_t for the gradient-flow probes
+# --------------------------------------------------------------------------------------
+@dataclass
+class HiddenGrad:
+    layer: int
+    direction: int
+    grad: Tensor  # (T, B, H), total dL/dh_t, zero where a sequence has ended
+
+
+class HiddenGradRecorder:
+    """Collects dL/dh_t from every "bptt" layer that runs backward while it is active."""
+
+    def __init__(self):
+        self.records: list[HiddenGrad] = []
+
+    def __enter__(self):
+        _RECORDERS.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        _RECORDERS.remove(self)
+        return False
+
+
+# A process-wide stack (not thread-local): CUDA backward runs on autograd's device threads.
+_RECORDERS: list[HiddenGradRecorder] = []
+
+
+def record_hidden_grads() -> HiddenGradRecorder:
+    """``with record_hidden_grads() as rec: loss.backward()`` -> ``rec.records``."""
+    return HiddenGradRecorder()
+
+
+def _to_padded(flat: Tensor, sched: Schedule) -> Tensor:
+    if all(bs == sched.B for bs in sched.batch_sizes):
+        return flat.reshape(sched.T, sched.B, -1).clone()
+    out = flat.new_zeros(sched.T, sched.B, flat.shape[-1])
+    for t, (off, bs) in enumerate(zip(sched.offsets, sched.batch_sizes)):
+        out[t, :bs] = flat[off:off + bs]
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# forward loops
+# --------------------------------------------------------------------------------------
+def _rnn_forward(xp, h0, w_hh, sched, relu, save):
+    N, H = xp.shape[0], h0.shape[1]
+    out = xp.new_empty(N, H)
+    wt = w_hh.t()
+    for s in sched.steps:
+        o = out[s.off:s.off + s.bs]
+        torch.addmm(xp[s.off:s.off + s.bs], _prev(out, h0, s), wt, out=o)
+        o.relu_() if relu else o.tanh_()
+    return (out,), (out,)
+
+
+def _lstm_forward(xp, h0, c0, w_hh, sched, save):
+    N, H = xp.shape[0], h0.shape[1]
+    B = sched.B
+    out = xp.new_empty(N, H)
+    gates = xp.new_empty(N, 4 * H) if save else xp.new_empty(B, 4 * H)
+    cs = xp.new_empty(N, H)
+    tc = xp.new_empty(B, H)
+    wt = w_hh.t()
+    for s in sched.steps:
+        r0, r1 = s.off, s.off + s.bs
+        g = gates[r0:r1] if save else gates[:s.bs]
+        torch.addmm(xp[r0:r1], _prev(out, h0, s), wt, out=g)
+        g[:, :2 * H].sigmoid_()
+        g[:, 2 * H:3 * H].tanh_()
+        g[:, 3 * H:].sigmoid_()
+        c = cs[r0:r1]
+        torch.mul(g[:, H:2 * H], _prev(cs, c0, s), out=c)
+        c.addcmul_(g[:, :H], g[:, 2 * H:3 * H])
+        t = tc[:s.bs]
+        torch.tanh(c, out=t)
+        torch.mul(g[:, 3 * H:], t, out=out[r0:r1])
+    return (out, cs), (gates, cs, out)
+
+
+def _gru_forward(xp, h0, w_hh, b_hh, sched, save):
+    N, H = xp.shape[0], h0.shape[1]
+    B = sched.B
+    out = xp.new_empty(N, H)
+    rows = N if save else B
+    hg = xp.new_empty(rows, 3 * H)   # W_hh h + b_hh
+    rz = xp.new_empty(rows, 2 * H)
+    nn_ = xp.new_empty(rows, H)
+    wt = w_hh.t()
+    for s in sched.steps:
+        r0, r1 = s.off, s.off + s.bs
+        a, b = (r0, r1) if save else (0, s.bs)
+        hp = _prev(out, h0, s)
+        if b_hh is None:
+            torch.mm(hp, wt, out=hg[a:b])
+        else:
+            torch.addmm(b_hh, hp, wt, out=hg[a:b])
+        g = rz[a:b]
+        torch.add(xp[r0:r1, :2 * H], hg[a:b, :2 * H], out=g)
+        g.sigmoid_()
+        n = nn_[a:b]
+        torch.addcmul(xp[r0:r1, 2 * H:], g[:, :H], hg[a:b, 2 * H:], out=n)
+        n.tanh_()
+        o = out[r0:r1]
+        torch.sub(hp, n, out=o)
+        o.mul_(g[:, H:]).add_(n)
+    return (out,), (rz, nn_, hg, out)
+
+
+# --------------------------------------------------------------------------------------
+# backward loops; each returns (dA for x_proj (N, G*H), dA for W_hh (N, G*H), dh0, dc0, dH)
+# --------------------------------------------------------------------------------------
+def _rnn_backward(saved, h0, w_hh, sched, relu, grad_out, grad_hn):
+    (out,) = saved
+    prev_idx, last_idx = sched.indices(out.device)
+    dH = grad_out.clone()
+    dH.index_add_(0, last_idx, grad_hn)
+    deriv = (out > 0).to(out.dtype) if relu else 1 - out * out
+    dA = torch.empty_like(out)
+    dh0 = torch.zeros_like(h0)
+    for s in reversed(sched.steps):
+        r0, r1 = s.off, s.off + s.bs
+        da = dA[r0:r1]
+        torch.mul(dH[r0:r1], deriv[r0:r1], out=da)
+        if s.n_carry:
+            dH[s.off_prev:s.off_prev + s.n_carry].addmm_(da[:s.n_carry], w_hh)
+        if s.n_carry < s.bs:
+            dh0[s.n_carry:s.bs].addmm_(da[s.n_carry:], w_hh)
+    return dA, dA, dh0, None, dH
+
+
+def _lstm_backward(saved, h0, c0, w_hh, sched, grad_out, grad_hn, grad_cn):
+    gates, cs, out = saved
+    H = out.shape[1]
+    prev_idx, last_idx = sched.indices(out.device)
+    i, f, g, o = gates.split(H, dim=1)
+    c_prev = torch.cat([cs, c0])[prev_idx]
+    tc = torch.tanh(cs)
+    # step-independent factors, computed once over all N rows
+    dc_from_h = o * (1 - tc * tc)
+    mul_c = torch.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], dim=1)
+    mul_h = tc * o * (1 - o)
+    del c_prev, tc
+    dH = grad_out.clone()
+    dH.index_add_(0, last_idx, grad_hn)
+    dC = torch.zeros_like(cs)
+    dC.index_add_(0, last_idx, grad_cn)
+    dA = torch.empty_like(gates)
+    dh0, dc0 = torch.zeros_like(h0), torch.zeros_like(c0)
+    for s in reversed(sched.steps):
+        r0, r1 = s.off, s.off + s.bs
+        dh = dH[r0:r1]
+        dc = dC[r0:r1].addcmul_(dh, dc_from_h[r0:r1])
+        da = dA[r0:r1]
+        torch.mul(mul_c[r0:r1], dc.unsqueeze(1), out=da.view(s.bs, 4, H)[:, :3])
+        torch.mul(dh, mul_h[r0:r1], out=da[:, 3 * H:])
+        fr = f[r0:r1]
+        k = s.n_carry
+        if k:
+            dH[s.off_prev:s.off_prev + k].addmm_(da[:k], w_hh)
+            dC[s.off_prev:s.off_prev + k].addcmul_(dc[:k], fr[:k])
+        if k < s.bs:
+            dh0[k:s.bs].addmm_(da[k:], w_hh)
+            dc0[k:s.bs].addcmul_(dc[k:], fr[k:])
+    return dA, dA, dh0, dc0, dH
+
+
+def _gru_backward(saved, h0, w_hh, sched, grad_out, grad_hn):
+    rz, n, hg, out = saved
+    H = out.shape[1]
+    prev_idx, last_idx = sched.indices(out.device)
+    r, z = rz[:, :H], rz[:, H:]
+    h_prev = torch.cat([out, h0])[prev_idx]
+    d_n = (1 - z) * (1 - n * n)                                     # dA^n / dH
+    d_z = (h_prev - n) * z * (1 - z)                                # dA^z / dH
+    r_and_hn = torch.stack([hg[:, 2 * H:] * r * (1 - r), r], dim=1)  # dA^r, dA^{hn} / dA^n
+    del h_prev
+    z = z.contiguous()
+    dH = grad_out.clone()
+    dH.index_add_(0, last_idx, grad_hn)
+    dAh = torch.empty_like(hg)          # [dA^r, dA^z, d(W_hn h + b_hn)]
+    dAn = torch.empty_like(n)
+    dh0 = torch.zeros_like(h0)
+    for s in reversed(sched.steps):
+        r0, r1 = s.off, s.off + s.bs
+        dh = dH[r0:r1]
+        dn = dAn[r0:r1]
+        torch.mul(dh, d_n[r0:r1], out=dn)
+        da = dAh[r0:r1]
+        torch.mul(dh, d_z[r0:r1], out=da[:, H:2 * H])
+        torch.mul(r_and_hn[r0:r1], dn.unsqueeze(1), out=da.view(s.bs, 3, H)[:, ::2])
+        zr = z[r0:r1]
+        k = s.n_carry
+        if k:
+            dH[s.off_prev:s.off_prev + k].addcmul_(dh[:k], zr[:k]).addmm_(da[:k], w_hh)
+        if k < s.bs:
+            dh0[k:s.bs].addcmul_(dh[k:], zr[k:]).addmm_(da[k:], w_hh)
+    dAx = torch.cat([dAh[:, :2 * H], dAn], dim=1)
+    return dAx, dAh, dh0, None, dH
+
+
+# --------------------------------------------------------------------------------------
+# the autograd Function and the entry point
+# --------------------------------------------------------------------------------------
+class _BPTT(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x_proj, h0, c0, w_hh, b_hh, mode, sched, relu, tag):
+        if mode == "lstm":
+            (out, cs), saved = _lstm_forward(x_proj, h0, c0, w_hh, sched, True)
+        elif mode == "gru":
+            (out,), saved = _gru_forward(x_proj, h0, w_hh, b_hh, sched, True)
+        else:
+            (out,), saved = _rnn_forward(x_proj, h0, w_hh, sched, relu, True)
+        _, last = sched.indices(out.device)
+        ctx.mode, ctx.sched, ctx.relu, ctx.tag = mode, sched, relu, tag
+        ctx.save_for_backward(*saved, h0, c0 if c0 is not None else h0, w_hh)
+        if mode == "lstm":
+            return out, out[last], cs[last]
+        return out, out[last]
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_hn, grad_cn=None):
+        *saved, h0, c0, w_hh = ctx.saved_tensors
+        mode, sched = ctx.mode, ctx.sched
+        with torch.no_grad():
+            grad_out = grad_out.contiguous()
+            if mode == "lstm":
+                dAx, dAh, dh0, dc0, dH = _lstm_backward(
+                    saved, h0, c0, w_hh, sched, grad_out, grad_hn, grad_cn)
+                prev_src = saved[2]
+            elif mode == "gru":
+                dAx, dAh, dh0, dc0, dH = _gru_backward(saved, h0, w_hh, sched, grad_out, grad_hn)
+                prev_src = saved[3]
+            else:
+                dAx, dAh, dh0, dc0, dH = _rnn_backward(
+                    saved, h0, w_hh, sched, ctx.relu, grad_out, grad_hn)
+                prev_src = saved[0]
+            dw = db = None
+            need = ctx.needs_input_grad
+            if need[3]:
+                prev_idx, _ = sched.indices(dH.device)
+                h_prev = torch.cat([prev_src, h0])[prev_idx]
+                dw = dAh.t().mm(h_prev)                       # one GEMM over all N rows
+            if need[4]:
+                db = dAh.sum(0)
+        if _RECORDERS and ctx.tag is not None:
+            padded = _to_padded(dH, sched)
+            for rec in _RECORDERS:
+                rec.records.append(HiddenGrad(ctx.tag[0], ctx.tag[1], padded))
+        return (dAx if need[0] else None, dh0 if need[1] else None,
+                dc0 if (need[2] and mode == "lstm") else None, dw, db,
+                None, None, None, None)
+
+
+def recurrence(mode: str, x_proj: Tensor, h0: Tensor, c0: Tensor | None, w_hh: Tensor,
+               b_hh: Tensor | None, sched: Schedule, relu: bool = False, tag=None):
+    """Run one layer-direction over a flat time-major batch with the "bptt" engine.
+
+    x_proj (N, G*H): input projection incl. biases (for GRU without b_hh, passed apart
+    because b_hn sits inside r * (.)); h0, c0 (B, H); returns out (N, H), h_n (B, H) and,
+    for LSTM, c_n (B, H). Without grad nothing is saved for backward.
+    """
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x_proj, h0, c0, w_hh, b_hh))
+    if needs_grad:
+        return _BPTT.apply(x_proj, h0, c0, w_hh, b_hh, mode, sched, relu, tag)
+    with torch.no_grad():
+        _, last = sched.indices(x_proj.device)
+        if mode == "lstm":
+            (out, cs), _ = _lstm_forward(x_proj, h0, c0, w_hh, sched, False)
+            return out, out[last], cs[last]
+        if mode == "gru":
+            (out,), _ = _gru_forward(x_proj, h0, w_hh, b_hh, sched, False)
+        else:
+            (out,), _ = _rnn_forward(x_proj, h0, w_hh, sched, relu, False)
+        return out, out[last]

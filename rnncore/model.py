@@ -1,0 +1,143 @@
+"""The character-level language model: embedding -> rnncore recurrent layer -> linear head.
+
+Shapes (batch first): tokens (B, T) long -> embeddings (B, T, E) -> rnn outputs (B, T, H)
+-> logits (B, T, V). ``state`` is ``h`` (L, B, H) for ``rnn``/``gru`` and ``(h, c)`` for
+``lstm``. Teacher forcing is ``forward`` on the true inputs; generation calls ``step`` one
+token at a time with the carried state.
+
+Loss on a batch: ``cross_entropy(logits.reshape(-1, V), targets.reshape(-1),
+ignore_index=-100)`` = mean over real positions of ``-log softmax(logits)[target]``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from rnncore.data import Vocab
+
+CELLS = ("rnn", "lstm", "gru")
+ENGINES = ("bptt", "autograd", "native")
+
+State = Tensor | tuple[Tensor, Tensor]
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of a ``CharRNN``; ``engine`` only picks how BPTT is computed."""
+
+    cell: str = "lstm"
+    vocab_size: int = 0
+    embedding_dim: int = 128
+    hidden_size: int = 256
+    num_layers: int = 2
+    dropout: float = 0.0
+    engine: str = "bptt"
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"unknown cell {self.cell!r} (choose from {', '.join(CELLS)})")
+        if self.engine not in ENGINES:
+            raise ValueError(
+                f"unknown engine {self.engine!r} (choose from {', '.join(ENGINES)})"
+            )
+        for name in ("vocab_size", "embedding_dim", "hidden_size", "num_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.vocab_size <= Vocab.eos_id:
+            raise ValueError(f"vocab_size must exceed the 4 special tokens, got {self.vocab_size}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        if not isinstance(data, dict):
+            raise ValueError("model config must be a dict")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig field(s): {', '.join(unknown)}")
+        return cls(**data)
+
+
+def _layer_class(cell: str):
+    # imported here so `rnncore.data`/`rnncore.checkpoint` stay importable on their own
+    from rnncore.layers import GRU, LSTM, RNN
+
+    return {"rnn": RNN, "lstm": LSTM, "gru": GRU}[cell]
+
+
+def detach_state(state: State | None) -> State | None:
+    """Cut the graph at a chunk boundary (truncated BPTT) but keep the values."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)
+    return state.detach()
+
+
+class CharRNN(nn.Module):
+    """``embedding`` (V, E) -> ``rnn`` (rnncore RNN/LSTM/GRU, batch_first) -> dropout ->
+    ``head`` Linear(H, V)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if not isinstance(cfg, ModelConfig):
+            raise TypeError("CharRNN expects a ModelConfig")
+        self.cfg = cfg
+        self.embedding = nn.Embedding(cfg.vocab_size, cfg.embedding_dim, padding_idx=Vocab.pad_id)
+        self.rnn = _layer_class(cfg.cell)(
+            cfg.embedding_dim,
+            cfg.hidden_size,
+            num_layers=cfg.num_layers,
+            batch_first=True,
+            # inter-layer dropout only exists with 2+ layers (torch warns otherwise)
+            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
+            engine=cfg.engine,
+        )
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(cfg.hidden_size, cfg.vocab_size)
+
+    @property
+    def engine(self) -> str:
+        return self.rnn.engine
+
+    @engine.setter
+    def engine(self, value: str) -> None:
+        if value not in ENGINES:
+            raise ValueError(f"unknown engine {value!r} (choose from {', '.join(ENGINES)})")
+        self.rnn.engine = value
+        self.cfg = dataclasses.replace(self.cfg, engine=value)
+
+    def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
+        """Zero state: h (L, B, H), plus c for LSTM, in the parameters' dtype."""
+        weight = self.head.weight
+        device = weight.device if device is None else device
+        shape = (self.cfg.num_layers, batch_size, self.cfg.hidden_size)
+        h = torch.zeros(shape, device=device, dtype=weight.dtype)
+        if self.cfg.cell == "lstm":
+            return h, torch.zeros_like(h)
+        return h
+
+    def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """tokens (B, T) long -> logits (B, T, V), final state."""
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must be (batch, time), got shape {tuple(tokens.shape)}")
+        x = self.embedding(tokens)
+        out, state = self.rnn(x, state)
+        return self.head(self.dropout(out)), state
+
+    @torch.no_grad()
+    def step(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """One generation step: tokens (B,) -> logits (B, V), next state (no grad)."""
+        logits, state = self.forward(tokens.reshape(-1, 1), state)
+        return logits[:, 0], state
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

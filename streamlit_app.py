@@ -1,0 +1,18 @@
+"""rnncore in the browser: ``streamlit run streamlit_app.py``.
+
+A short router; every page lives in ``pages/`` and stays thin (widgets, one call into
+``rnncore``, a figure from ``rnncore.plots``).
+"""
+import streamlit as st
+
+st.set_page_config(page_title="rnncore", page_icon="📜", layout="wide")
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("pages/train.py", title="Train", icon="🏋️", url_path="train"),
+    st.Page("pages/generate.py", title="Generate", icon="📜", url_path="generate"),
+    st.Page("pages/gradient_flow.py", title="Gradient Flow", icon="🌊", url_path="gradient_flow"),
+    st.Page("pages/benchmarks.py", title="Benchmarks", icon="⏱️", url_path="benchmarks"),
+]
+
+st.navigation(PAGES).run()
