@@ -3,7 +3,16 @@
 A short router; every page lives in ``pages/`` and stays thin (widgets, one call into
 ``rnncore``, a figure from ``rnncore.plots``).
 """
+import sys
+from pathlib import Path
+
 import streamlit as st
+
+# pages import their shared helpers as ``pages._common``: make the app folder importable
+# however the app is started (``streamlit run``, AppTest, another working directory)
+APP_DIR = str(Path(__file__).resolve().parent)
+if APP_DIR not in sys.path:
+    sys.path.insert(0, APP_DIR)
 
 st.set_page_config(page_title="rnncore", page_icon="📜", layout="wide")
 

@@ -93,3 +93,105 @@ def throughput_figure(steps) -> go.Figure:
 
 
 # --- benchmarks -------------------------------------------------------------------------
+# Rows are the records written by ``benchmarks/report.py`` (lists of dicts, one per
+# measurement); the builders only group and draw them.
+
+ENGINE_COLORS = {"bptt": "#1f77b4", "autograd": "#ff7f0e", "native": "#7f7f7f"}
+_BENCH_METRICS = {
+    "ratio_to_native": "time / torch.nn time",
+    "median_s": "forward+backward time (s)",
+    "gflops": "achieved GFLOP/s",
+    "fraction_of_peak": "fraction of fp32 matmul peak",
+}
+
+
+def layer_benchmark_figure(rows: list[dict], metric: str = "ratio_to_native",
+                           targets: dict | None = None) -> go.Figure:
+    """Grouped bars: one group per (cell, size), one bar per engine, height ``metric``.
+
+    ``targets`` maps ``"cell|size"`` to the bptt engine's target ratio, drawn as a marker."""
+    if metric not in _BENCH_METRICS:
+        raise ValueError(f"unknown metric {metric!r} (choose from {', '.join(_BENCH_METRICS)})")
+    groups: list[str] = []
+    for r in rows:
+        g = f"{r['cell']} {r['size']}"
+        if g not in groups:
+            groups.append(g)
+    fig = go.Figure()
+    for engine in dict.fromkeys(r["engine"] for r in rows):
+        sel = {f"{r['cell']} {r['size']}": r.get(metric) for r in rows if r["engine"] == engine}
+        fig.add_bar(name=engine, x=groups, y=[sel.get(g) for g in groups],
+                    marker_color=ENGINE_COLORS.get(engine))
+    if targets:
+        xs = [g for g in groups if g.replace(" ", "|", 1) in targets]
+        fig.add_scatter(name="bptt target", x=xs, y=[targets[g.replace(" ", "|", 1)] for g in xs],
+                        mode="markers", marker=dict(symbol="line-ew-open", size=30, color="black"))
+    return _layout(fig, "Layer forward+backward", "cell and size (B, T, I, H)",
+                   _BENCH_METRICS[metric], barmode="group")
+
+
+def _strategy_lines(fig: go.Figure, rows: list[dict], x: str, y: str) -> None:
+    """One line per (cell, strategy): colour = cell, solid = full BPTT, dotted = truncated."""
+    for (cell, label), pts in _group(rows, ("cell", "strategy")).items():
+        pts = sorted(pts, key=lambda r: r[x])
+        fig.add_scatter(x=[p[x] for p in pts], y=[p[y] for p in pts], mode="lines+markers",
+                        name=f"{cell} {label}", legendgroup=cell,
+                        line=dict(color=CELL_COLORS.get(cell),
+                                  dash="solid" if label == "full" else "dot"))
+
+
+def _group(rows: list[dict], keys: tuple[str, ...]) -> dict:
+    out: dict = {}
+    for r in rows:
+        out.setdefault(tuple(r[k] for k in keys), []).append(r)
+    return out
+
+
+def bptt_time_figure(rows: list[dict]) -> go.Figure:
+    """Training-step time per token vs sequence length T, one line per cell and strategy."""
+    fig = go.Figure()
+    _strategy_lines(fig, rows, "seq_len", "us_per_token")
+    fig.update_xaxes(type="log")
+    return _layout(fig, "One training step over T characters", "sequence length T",
+                   "time per token (µs)")
+
+
+def bptt_memory_figure(rows: list[dict]) -> go.Figure:
+    """Measured peak memory vs T per cell and strategy, with the analytic activation memory
+    of full BPTT (``analytic_bytes``) as a dashed line."""
+    fig = go.Figure()
+    _strategy_lines(fig, [dict(r, peak_mib=r["peak_bytes"] / 2**20) for r in rows],
+                    "seq_len", "peak_mib")
+    for (cell,), pts in _group([r for r in rows if r["strategy"] == "full"], ("cell",)).items():
+        pts = sorted(pts, key=lambda r: r["seq_len"])
+        fig.add_scatter(x=[p["seq_len"] for p in pts],
+                        y=[p["analytic_bytes"] / 2**20 for p in pts], mode="lines",
+                        name=f"{cell} analytic (full BPTT)", legendgroup=cell,
+                        line=dict(color=CELL_COLORS.get(cell), dash="dash", width=1))
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(type="log")
+    return _layout(fig, "Peak memory of one training step", "sequence length T",
+                   "peak memory (MiB)")
+
+
+def gradient_fidelity_figure(rows: list[dict], metric: str = "cosine") -> go.Figure:
+    """Cosine similarity (or relative error) of truncated to full-BPTT gradients vs the
+    truncation length k; solid = trained model, dotted = untrained."""
+    fig = go.Figure()
+    for (cell, trained), pts in _group(rows, ("cell", "trained")).items():
+        pts = sorted(pts, key=lambda r: r["truncation_len"])
+        fig.add_scatter(x=[p["truncation_len"] for p in pts], y=[p[metric] for p in pts],
+                        mode="lines+markers", name=f"{cell} {'trained' if trained else 'untrained'}",
+                        line=dict(color=CELL_COLORS.get(cell), dash="solid" if trained else "dot"))
+    fig.update_xaxes(type="log")
+    label = "cosine similarity to full-BPTT gradient" if metric == "cosine" else \
+        "relative error to full-BPTT gradient"
+    return _layout(fig, "Truncated-gradient fidelity", "truncation length k", label)
+
+
+def convergence_figure(rows: list[dict]) -> go.Figure:
+    """Validation bits per character vs wall-clock seconds, one line per cell and strategy."""
+    fig = go.Figure()
+    _strategy_lines(fig, rows, "seconds", "val_bpc")
+    return _layout(fig, "Convergence at equal wall-clock budget", "wall-clock (s)",
+                   "validation bits per character")

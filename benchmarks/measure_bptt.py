@@ -1,0 +1,277 @@
+"""Full vs truncated vs randomized BPTT: step time, peak memory, gradient fidelity.
+
+A *training step over a sequence* is: tokens (B, T) and targets (B, T) from the bundled corpus,
+read by a ``CharRNN`` (one layer) from the zero state, with the update windows of
+``rnncore.trainer`` (its ``window_loss`` and ``draw_keep_factors`` do the forward):
+
+* ``full``: one window [0, T), loss over all T positions, one update;
+* ``truncated`` TBPTT(k1, k2): updates every k1 new tokens; the window of an update ending at
+  e is the last ``W = min(e, n + k2 - k1)`` tokens (n = new tokens, k1 or the remainder),
+  started from the *detached* state at e - W, loss on the last n positions;
+* ``randomized``: the truncated windows with the gradient on each recurrent edge multiplied
+  by xi in {0, 1/p} (``keep_prob`` = p), unbiased for the window's gradient.
+
+With an optimizer each window is one update (what training does: the time per token then
+includes the optimizer); without one the windows' gradients of ``loss_sum / (B T)`` are
+accumulated, which for ``full`` is exactly the gradient of the mean loss over the sequence,
+so the truncated estimate can be compared with it (``gradient_fidelity``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from benchmarks.measure import GATES, median, peak_memory, synchronize, time_once
+
+FLOAT_BYTES = 4
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """``kind`` in full | truncated | randomized; k1 = ``update_interval`` <= k2 =
+    ``truncation_len`` (ignored for full); ``keep_prob`` = p of randomized truncation."""
+
+    kind: str
+    truncation_len: int = 0
+    update_interval: int = 0
+    keep_prob: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("full", "truncated", "randomized"):
+            raise ValueError(f"unknown strategy {self.kind!r}")
+        if self.kind != "full" and not 0 < self.update_interval <= self.truncation_len:
+            raise ValueError(f"need 0 < k1 <= k2, got k1={self.update_interval}, "
+                             f"k2={self.truncation_len}")
+
+    @classmethod
+    def full(cls) -> "Strategy":
+        return cls("full")
+
+    @classmethod
+    def truncated(cls, k2: int, k1: int | None = None) -> "Strategy":
+        return cls("truncated", k2, k1 or k2)
+
+    @classmethod
+    def randomized(cls, k2: int, keep_prob: float = 0.9, k1: int | None = None) -> "Strategy":
+        return cls("randomized", k2, k1 or k2, keep_prob)
+
+    @property
+    def label(self) -> str:
+        if self.kind == "full":
+            return "full"
+        k = (f"k={self.truncation_len}" if self.update_interval == self.truncation_len
+             else f"k1={self.update_interval} k2={self.truncation_len}")
+        return f"tbptt {k}" if self.kind == "truncated" else f"randomized {k} p={self.keep_prob}"
+
+    def windows(self, seq_len: int) -> list[tuple[int, int, int]]:
+        """(start, end, loss_len) of each window over [0, seq_len)."""
+        if self.kind == "full":
+            return [(0, seq_len, seq_len)]
+        k1, k2 = self.update_interval, self.truncation_len
+        out, end = [], 0
+        while end < seq_len:
+            new = min(k1, seq_len - end)
+            end += new
+            out.append((max(0, end - new - (k2 - k1)), end, new))
+        return out
+
+
+def sequence_step(model, inputs: Tensor, targets: Tensor, strategy: Strategy,
+                  optimizer: torch.optim.Optimizer | None = None, clip_norm: float = 0.0,
+                  generator: torch.Generator | None = None) -> float:
+    """One pass over the sequence with ``strategy``; returns the mean loss (nats/char).
+
+    With ``optimizer``: one update per window on ``loss_sum / count``. Without: gradients of
+    ``loss_sum / (B T)`` accumulate in ``.grad`` (call ``model.zero_grad()`` first)."""
+    from rnncore.trainer import draw_keep_factors, window_loss
+
+    B, T = inputs.shape
+    wins = strategy.windows(T)
+    state, total = None, 0.0
+    gen = generator or torch.Generator().manual_seed(0)
+    for i, (start, end, loss_len) in enumerate(wins):
+        next_start = wins[i + 1][0] if i + 1 < len(wins) else end
+        keep = None
+        if strategy.kind == "randomized":
+            keep = draw_keep_factors(end - start, B, strategy.keep_prob, gen)
+        out = window_loss(model, inputs[:, start:end], targets[:, start:end], state,
+                          loss_len=loss_len, carry_at=next_start - start, keep_factors=keep)
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+            (out.loss_sum / out.count).backward()
+            if clip_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+            optimizer.step()
+        else:
+            (out.loss_sum / (B * T)).backward()
+        total += float(out.loss_sum.detach())
+        state = out.carry
+    return total / (B * T)
+
+
+# --- data and model ------------------------------------------------------------------------
+
+_STREAM_CACHE: dict = {}
+
+
+def corpus_stream(max_poems: int = 4000) -> Tensor:
+    """The bundled corpus as one token stream (poems in corpus order), vocab by frequency."""
+    if max_poems not in _STREAM_CACHE:
+        from rnncore import data as D
+
+        prepared = D.prepare_data(D.DataConfig(corpus="tang", max_poems=max_poems))
+        stream = D.poem_stream(prepared.train, shuffle=False)
+        _STREAM_CACHE[max_poems] = torch.tensor(stream, dtype=torch.long)
+    return _STREAM_CACHE[max_poems]
+
+
+def corpus_batch(batch: int, seq_len: int, vocab_size: int, offset: int = 0
+                 ) -> tuple[Tensor, Tensor]:
+    """(inputs, targets), each (B, T), consecutive characters of the corpus stream; ids
+    beyond ``vocab_size`` (the rarer characters: ids are sorted by frequency) become
+    ``<unk>`` so the output head stays small and the layer dominates the measurement."""
+    from rnncore.data import Vocab
+
+    stream = corpus_stream()
+    need = batch * (seq_len + 1)
+    reps = -(-(offset + need) // stream.numel())
+    stream = stream.repeat(reps)[offset:offset + need].reshape(batch, seq_len + 1)
+    stream = torch.where(stream < vocab_size, stream, torch.full_like(stream, Vocab.unk_id))
+    return stream[:, :-1].contiguous(), stream[:, 1:].contiguous()
+
+
+def make_model(cell: str, vocab_size: int, embedding_dim: int, hidden_size: int,
+               device: str, engine: str = "bptt", seed: int = 0):
+    from rnncore.model import CharRNN, ModelConfig
+
+    torch.manual_seed(seed)
+    cfg = ModelConfig(cell=cell, vocab_size=vocab_size, embedding_dim=embedding_dim,
+                      hidden_size=hidden_size, num_layers=1, engine=engine)
+    return CharRNN(cfg).to(device)
+
+
+# --- analytic memory -----------------------------------------------------------------------
+
+def layer_floats_per_step(cell: str, hidden_size: int) -> int:
+    """Floats per batch row and time step that BPTT through the layer must keep:
+    LSTM i, f, g, o, c, h (6H); GRU r, z, n, h and W_hn h + b_hn (5H); RNN h (H)."""
+    return {"lstm": 6, "gru": 5, "rnn": 1}[cell] * hidden_size
+
+
+def analytic_activation_bytes(cell: str, batch: int, seq_len: int, embedding_dim: int,
+                              hidden_size: int, vocab_size: int) -> dict:
+    """Activation memory full BPTT of the layer + head model must hold at the end of the
+    forward, per the minimal bookkeeping (float32):
+
+        per step and row:  E (embedded input, for dW_ih)  +  layer (see
+        ``layer_floats_per_step``)  +  2 V (logits, and the log-softmax the loss keeps)
+
+    The measured peak also holds transients (e.g. the logits' gradient, V per step, at the
+    start of the backward), so a measured/analytic slope between 1 and 1.5 is expected."""
+    per_row = embedding_dim + layer_floats_per_step(cell, hidden_size) + 2 * vocab_size
+    per_step = batch * per_row * FLOAT_BYTES
+    return {"per_step_bytes": per_step, "total_bytes": per_step * seq_len,
+            "layer_per_step_bytes": batch * layer_floats_per_step(cell, hidden_size) * FLOAT_BYTES}
+
+
+# --- measurements --------------------------------------------------------------------------
+
+def default_strategies(truncations, uneven: tuple[int, int], randomized_k: int = 64
+                       ) -> list[Strategy]:
+    out = [Strategy.full()] + [Strategy.truncated(k) for k in truncations]
+    out.append(Strategy.truncated(uneven[1], uneven[0]))
+    out.append(Strategy.randomized(randomized_k))
+    return out
+
+
+def measure_step(cell: str, strategy: Strategy, seq_len: int, *, batch: int,
+                 embedding_dim: int, hidden_size: int, vocab_size: int, device: str,
+                 repeats: int, warmup: int = 1, memory: bool = True) -> dict:
+    """Time (median of ``repeats`` after ``warmup``) and peak memory of one training step
+    (windows of ``strategy``, Adam update per window) over T = ``seq_len`` characters."""
+    model = make_model(cell, vocab_size, embedding_dim, hidden_size, device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x, y = (t.to(device) for t in corpus_batch(batch, seq_len, vocab_size))
+    gen = torch.Generator().manual_seed(0)
+
+    def step():
+        return sequence_step(model, x, y, strategy, optimizer=opt, generator=gen)
+
+    for _ in range(warmup):  # also creates Adam's state, so it is not counted as a peak
+        step()
+    synchronize(device)
+    times = [time_once(step, device) for _ in range(repeats)]
+    t = median(times)
+    row = {
+        "cell": cell, "strategy": strategy.label, "kind": strategy.kind,
+        "truncation_len": strategy.truncation_len or seq_len,
+        "update_interval": strategy.update_interval or seq_len,
+        "seq_len": seq_len, "batch": batch, "hidden_size": hidden_size,
+        "embedding_dim": embedding_dim, "vocab_size": vocab_size, "device": device,
+        "median_s": t, "times_s": times, "us_per_token": t / (batch * seq_len) * 1e6,
+        "windows": len(strategy.windows(seq_len)),
+    }
+    if memory:
+        model.zero_grad(set_to_none=True)
+        row["peak_bytes"] = peak_memory(step, device)
+        analytic = analytic_activation_bytes(cell, batch, seq_len, embedding_dim,
+                                             hidden_size, vocab_size)
+        row["analytic_bytes"] = analytic["total_bytes"]
+        row["analytic_per_step_bytes"] = analytic["per_step_bytes"]
+    return row
+
+
+def flat_grad(model) -> Tensor:
+    return torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(),
+                      device=p.device) for p in model.parameters()])
+
+
+def gradient_of(model, x: Tensor, y: Tensor, strategy: Strategy, seed: int = 0) -> Tensor:
+    """The accumulated gradient of ``loss_sum / (B T)`` over the sequence under ``strategy``."""
+    model.zero_grad(set_to_none=True)
+    sequence_step(model, x, y, strategy, generator=torch.Generator().manual_seed(seed))
+    g = flat_grad(model).detach().clone()
+    model.zero_grad(set_to_none=True)
+    return g
+
+
+def compare_gradients(approx: Tensor, exact: Tensor) -> dict:
+    """cosine = <a, e> / (|a| |e|);  relative error = |a - e| / |e|."""
+    a, e = approx.double(), exact.double()
+    cos = float(a @ e / (a.norm() * e.norm()).clamp_min(1e-300))
+    rel = float((a - e).norm() / e.norm().clamp_min(1e-300))
+    return {"cosine": cos, "relative_error": rel}
+
+
+def gradient_fidelity(model, cell: str, strategies: list[Strategy], x: Tensor, y: Tensor,
+                      trained: bool) -> list[dict]:
+    """Each strategy's gradient vs the full-BPTT gradient on the same batch (no updates)."""
+    was_training = model.training
+    model.train()
+    exact = gradient_of(model, x, y, Strategy.full())
+    rows = []
+    for s in strategies:
+        if s.kind == "full":
+            continue
+        cmp = compare_gradients(gradient_of(model, x, y, s), exact)
+        rows.append({"cell": cell, "strategy": s.label, "kind": s.kind,
+                     "truncation_len": s.truncation_len, "update_interval": s.update_interval,
+                     "seq_len": x.shape[1], "batch": x.shape[0], "trained": trained, **cmp})
+    model.train(was_training)
+    return rows
+
+
+def train_briefly(model, steps: int, batch: int, seq_len: int, vocab_size: int,
+                  lr: float = 3e-3) -> list[float]:
+    """A few full-BPTT updates on fresh corpus batches, so fidelity can also be measured on
+    a model that has learned something; returns the losses."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    device = next(model.parameters()).device
+    losses = []
+    for i in range(steps):
+        x, y = corpus_batch(batch, seq_len, vocab_size, offset=(i + 1) * batch * (seq_len + 1))
+        losses.append(sequence_step(model, x.to(device), y.to(device),
+                                    Strategy.full(), optimizer=opt, clip_norm=1.0))
+    return losses

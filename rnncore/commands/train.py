@@ -1,0 +1,206 @@
+"""``python -m rnncore train``: build DataConfig / ModelConfig / TrainConfig from flags and
+run a ``Trainer`` (the app builds the same dataclasses).
+
+Also works under ``torchrun --nproc_per_node=N -m rnncore train ...`` (data parallel;
+rank 0 prints and saves). A progress bar goes to stderr; ``--json`` prints one JSON
+summary on stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import sys
+from pathlib import Path
+
+# flag -> (config, field); None defaults mean "the dataclass default"
+DATA_FLAGS = {"corpus": "corpus", "simplified": "simplified", "max_poems": "max_poems",
+              "val_fraction": "val_fraction"}
+MODEL_FLAGS = {"cell": "cell", "hidden_size": "hidden_size", "layers": "num_layers",
+               "embedding_dim": "embedding_dim", "dropout": "dropout", "engine": "engine"}
+TRAIN_FLAGS = {"strategy": "strategy", "truncation": "truncation_len",
+               "update_interval": "update_interval", "keep_prob": "randomized_keep_prob",
+               "batch_size": "batch_size", "optimizer": "optimizer", "lr": "lr",
+               "momentum": "momentum", "weight_decay": "weight_decay",
+               "lr_schedule": "lr_schedule", "warmup": "warmup_steps", "clip": "clip_norm",
+               "max_steps": "max_steps", "max_minutes": "max_minutes",
+               "eval_every": "eval_every", "eval_max_poems": "eval_max_poems",
+               "patience": "patience", "checkpoint_every": "checkpoint_every",
+               "keep_last": "keep_last", "seed": "seed", "device": "device"}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a character-level RNN on poems",
+        description="Train a CharRNN (full, truncated or randomized BPTT).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = p.add_argument_group("data")
+    d.add_argument("--corpus", default=None, help="'tang' (bundled, default) or a file/directory")
+    d.add_argument("--simplified", action="store_true", default=None,
+                   help="convert the corpus to simplified characters")
+    d.add_argument("--max-poems", type=int, default=None, help="use only the first N poems")
+    d.add_argument("--val-fraction", type=float, default=None, help="held-out share (0.05)")
+    m = p.add_argument_group("model")
+    m.add_argument("--cell", default=None, help="rnn | lstm | gru (lstm)")
+    m.add_argument("--hidden-size", type=int, default=None, help="(256)")
+    m.add_argument("--layers", type=int, default=None, help="(2)")
+    m.add_argument("--embedding-dim", type=int, default=None, help="(128)")
+    m.add_argument("--dropout", type=float, default=None, help="(0.0)")
+    m.add_argument("--engine", default=None, help="bptt | autograd | native (bptt)")
+    t = p.add_argument_group("training")
+    t.add_argument("--strategy", default=None, help="full | truncated | randomized (truncated)")
+    t.add_argument("--truncation", type=int, default=None,
+                   help="k2: steps backpropagated through (64)")
+    t.add_argument("--update-interval", type=int, default=None,
+                   help="k1: new tokens per update (= --truncation)")
+    t.add_argument("--keep-prob", type=float, default=None,
+                   help="randomized: probability the gradient passes one more step (0.9)")
+    t.add_argument("--batch-size", type=int, default=None, help="per process (32)")
+    t.add_argument("--optimizer", default=None, help="adam | sgd (adam)")
+    t.add_argument("--lr", type=float, default=None, help="(0.002)")
+    t.add_argument("--momentum", type=float, default=None, help="SGD momentum (0)")
+    t.add_argument("--weight-decay", type=float, default=None, help="(0)")
+    t.add_argument("--lr-schedule", default=None, help="none | cosine | step (none)")
+    t.add_argument("--warmup", type=int, default=None, help="warm-up steps (0)")
+    t.add_argument("--clip", type=float, default=None, help="global gradient norm, 0 = off (1.0)")
+    t.add_argument("--max-steps", type=int, default=None, help="(1000)")
+    t.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget")
+    t.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (200)")
+    t.add_argument("--eval-max-poems", type=int, default=None, help="cap the validation set")
+    t.add_argument("--patience", type=int, default=None,
+                   help="early stopping: evaluations without improvement (0 = off)")
+    t.add_argument("--checkpoint-every", type=int, default=None, help="steps (0 = at the end)")
+    t.add_argument("--keep-last", type=int, default=None, help="checkpoints kept (3)")
+    t.add_argument("--seed", type=int, default=None, help="(0)")
+    t.add_argument("--device", default=None, help="auto | cpu | cuda (auto)")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", default=None, help="run directory (default runs/train-<time>)")
+    o.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the run saved in DIR (a run directory or checkpoint)")
+    o.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _given(args, flags: dict) -> dict:
+    return {field: getattr(args, flag) for flag, field in flags.items()
+            if getattr(args, flag) is not None}
+
+
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"--out {out} already exists and is not empty (use --resume {out} "
+                         f"to continue it, or choose another --out)")
+
+
+class _Progress:
+    """tqdm bar on stderr: steps with rate and ETA, loss/bpc/lr in the postfix."""
+
+    def __init__(self, total: int | None, initial: int) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self.bar = tqdm(total=total, initial=initial, unit="step", file=sys.stderr,
+                        dynamic_ncols=True, smoothing=0.1)
+
+    def on_step(self, rec) -> None:
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{rec.loss:.3f}", bpc=f"{rec.bpc:.3f}", lr=f"{rec.lr:.2g}",
+                             cps=f"{rec.tokens_per_s:.0f}", refresh=False)
+        if rec.event:
+            self._tqdm.write(f"step {rec.step}: {rec.event}", file=sys.stderr)
+
+    def on_eval(self, ev) -> None:
+        self._tqdm.write(f"step {ev.step}: val loss {ev.val_loss:.4f}  bpc {ev.val_bpc:.4f}  "
+                         f"ppl {ev.val_perplexity:.1f}{'  (best)' if ev.is_best else ''}",
+                         file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class _Quiet:
+    """Evaluation lines only (``--no-progress``)."""
+
+    def on_eval(self, ev) -> None:
+        print(f"step {ev.step}: val loss {ev.val_loss:.4f}  bpc {ev.val_bpc:.4f}",
+              file=sys.stderr)
+
+
+def run(args) -> int:
+    from rnncore import data as D
+    from rnncore.distributed import init_from_env, shutdown
+    from rnncore.model import ModelConfig
+    from rnncore.trainer import RESUME_OVERRIDABLE, TrainConfig, Trainer, resolve_device
+
+    train_given = _given(args, TRAIN_FLAGS)
+    if args.resume:
+        fixed = {**_given(args, DATA_FLAGS), **_given(args, MODEL_FLAGS),
+                 **{k: v for k, v in train_given.items() if k not in RESUME_OVERRIDABLE}}
+        if fixed:
+            names = ", ".join(sorted(fixed))
+            raise ValueError(f"cannot change {names} when resuming (only budgets, device, "
+                             f"evaluation and checkpoint settings)")
+        resume = Path(args.resume)
+        if not resume.exists():
+            raise ValueError(f"--resume {resume} does not exist")
+        out = Path(args.out) if args.out else (resume if resume.is_dir() and not
+                                               (resume / "meta.json").exists() else resume.parent)
+        if args.out and out.resolve() != resume.resolve():
+            _check_out_dir(out)
+        device = train_given.get("device", "auto")
+    else:
+        data_cfg = D.DataConfig(**_given(args, DATA_FLAGS))
+        model_fields = _given(args, MODEL_FLAGS)
+        ModelConfig(**{**model_fields, "vocab_size": 5})  # validate flags before loading data
+        out = Path(args.out) if args.out else Path(
+            "runs", _dt.datetime.now().strftime("train-%Y%m%d-%H%M%S"))
+        _check_out_dir(out)
+        cfg = TrainConfig(**{**train_given, "out_dir": str(out)})
+        device = cfg.device
+    ctx = init_from_env(use_cuda=resolve_device(device).type == "cuda")
+    try:
+        if args.resume:
+            overrides = {k: v for k, v in train_given.items() if k in RESUME_OVERRIDABLE}
+            overrides["out_dir"] = str(out)
+            trainer = Trainer.resume(args.resume, overrides, dist_ctx=ctx)
+        else:
+            prepared = D.prepare_data(data_cfg)
+            model_cfg = ModelConfig(**{**model_fields, "vocab_size": len(prepared.vocab)})
+            trainer = Trainer(model_cfg, cfg, data_cfg, data=prepared, dist_ctx=ctx)
+        callbacks = []
+        progress = None
+        if ctx.is_main:
+            if args.no_progress:
+                callbacks.append(_Quiet())
+            else:
+                progress = _Progress(trainer.cfg.max_steps, trainer.step)
+                callbacks.append(progress)
+            if not args.json:
+                m = trainer.model
+                print(f"{trainer.model_config.cell} {trainer.model_config.num_layers}x"
+                      f"{trainer.model_config.hidden_size}, {m.num_parameters():,} parameters, "
+                      f"vocab {len(trainer.vocab)}, {len(trainer.data.train)} train / "
+                      f"{len(trainer.data.val)} val poems, {trainer.cfg.strategy} BPTT on "
+                      f"{trainer.device}" + (f" x{ctx.world_size} processes" if ctx.enabled else ""),
+                      file=sys.stderr)
+        try:
+            result = trainer.run(callbacks=callbacks)
+        finally:
+            if progress is not None:
+                progress.close()
+        if ctx.is_main:
+            summary = {**result.summary(), "out": str(out), "device": str(trainer.device),
+                       "world_size": ctx.world_size}
+            if args.json:
+                print(json.dumps(summary, ensure_ascii=False))
+            else:
+                val = (f"val loss {summary['val_loss']:.4f}, bpc {summary['val_bpc']:.4f}, "
+                       f"perplexity {summary['val_perplexity']:.1f}; "
+                       if summary["val_loss"] is not None else "")
+                print(f"stopped ({result.stop_reason}) after {result.steps} steps in "
+                      f"{result.elapsed_s:.1f} s: {val}{result.tokens_per_s:.0f} chars/s; "
+                      f"checkpoint {result.checkpoint}")
+        return 1 if result.stop_reason == "diverged" else 0
+    finally:
+        shutdown(ctx)
