@@ -1,2 +1,173 @@
+"""Generate: write poems with the bundled model, a trained run or an uploaded checkpoint."""
+import hashlib
+import json
+
 import streamlit as st
-st.title("Coming soon")
+
+from pages._common import bundled_corpus, job_manager, session_id, show_poem
+from rnncore.checkpoint import CheckpointError, load_checkpoint, load_checkpoint_bytes
+from rnncore.generate import GenerationConfig, GenerationError, generate, load_default_model
+from rnncore.poetry import FORMS
+
+MAX_ZIP_MB = 200
+
+st.title("Generate poems")
+sid = session_id()
+
+
+@st.cache_resource(show_spinner="Loading the bundled model ...")
+def default_model():
+    return load_default_model()
+
+
+@st.cache_resource(show_spinner="Loading the checkpoint ...", max_entries=4)
+def checkpoint_at(path: str, _stamp: str):
+    """``_stamp`` (the meta.json mtime) is part of the key so a re-saved run reloads."""
+    return load_checkpoint(path, map_location="cpu", load_optimizer=False)
+
+
+@st.cache_resource(show_spinner="Checking the uploaded checkpoint ...", max_entries=2)
+def checkpoint_from_zip(digest: str, _raw: bytes):
+    return load_checkpoint_bytes(_raw, map_location="cpu")
+
+
+# --------------------------------------------------------------------------- model
+source = st.radio("Model", ["Bundled model", "A run trained here", "Upload a checkpoint (.zip)"],
+                  horizontal=True, key="gen_source")
+ckpt, model_problem, trained_on_tang = None, None, False
+try:
+    if source == "Bundled model":
+        ckpt = default_model()
+        trained_on_tang = True
+    elif source == "A run trained here":
+        runs = job_manager().list_checkpoints(sid)
+        if not runs:
+            model_problem = "No finished training run yet: train one on the Train page."
+        else:
+            pick = st.selectbox("Run", range(len(runs)), format_func=lambda i: runs[i].describe(),
+                                key="gen_run")
+            from pathlib import Path
+            meta = Path(runs[pick].path) / "meta.json"
+            ckpt = checkpoint_at(runs[pick].path, str(meta.stat().st_mtime_ns))
+    else:
+        upload = st.file_uploader("Checkpoint zip (model.safetensors + meta.json); nothing in "
+                                  "it is executed", type=["zip"], key="gen_upload")
+        if upload is None:
+            model_problem = "Choose a checkpoint zip to upload."
+        elif upload.size > MAX_ZIP_MB * 2**20:
+            model_problem = f"{upload.name} is larger than {MAX_ZIP_MB} MB"
+        else:
+            raw = upload.getvalue()
+            ckpt = checkpoint_from_zip(hashlib.sha256(raw).hexdigest(), raw)
+except (CheckpointError, GenerationError, OSError) as exc:
+    model_problem = str(exc)
+if model_problem:
+    (st.info if model_problem.startswith(("No finished", "Choose")) else st.error)(model_problem)
+    st.stop()
+
+mc = ckpt.model_config
+st.caption(f"{mc.cell.upper()} {mc.num_layers}×{mc.hidden_size}, vocabulary {len(ckpt.vocab):,}, "
+           f"trained {ckpt.step:,} steps"
+           + (f", val {ckpt.metrics['val_bpc']:.2f} bits/char" if "val_bpc" in ckpt.metrics else ""))
+
+# --------------------------------------------------------------------------- request
+with st.form("gen_form"):
+    c1, c2, c3 = st.columns(3)
+    with c1:
+        form = st.selectbox("Form", list(FORMS), index=list(FORMS).index("qilv"),
+                            format_func=lambda k: f"{FORMS[k].name} ({k})", key="gen_formkey")
+        acrostic = st.text_input("Acrostic (one head character per line)", key="gen_acrostic")
+        prefix = st.text_input("Begin with", key="gen_prefix")
+        num = st.number_input("Number of poems", 1, 16, 1, key="gen_num")
+    with c2:
+        rhyme = st.toggle("Rhyme (平水韻) on even lines", key="gen_rhyme")
+        tones = st.toggle("Follow the tone pattern (平仄)", key="gen_tones")
+        simplified = st.toggle("Simplified characters", key="gen_simplified")
+        vertical = st.toggle("Vertical, right to left", key="gen_vertical")
+        novelty = st.toggle("Novelty vs the Tang corpus", key="gen_novelty",
+                            help="Longest run copied from a training poem (slower the first "
+                                 "time: the corpus is indexed).")
+    with c3:
+        strategy = st.selectbox("Decoding", ["sample", "beam", "greedy"], key="gen_strategy")
+        temperature = st.slider("Temperature", 0.1, 2.0, 0.8, 0.05, key="gen_temperature")
+        top_k = st.slider("Top-k (0 = off)", 0, 200, 0, key="gen_topk")
+        top_p = st.slider("Top-p (1 = off)", 0.05, 1.0, 1.0, 0.05, key="gen_topp")
+        beam = st.slider("Beam width", 1, 16, 4, key="gen_beam")
+        seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
+    submitted = st.form_submit_button("Generate", type="primary")
+
+
+def run_generation(locked_lines: dict | None = None, count: int | None = None, seed_=None):
+    cfg = GenerationConfig(
+        form=form, acrostic=acrostic, prefix=prefix, rhyme=rhyme, tones=tones,
+        strategy=strategy, temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
+        beam_width=int(beam), seed=int(seed if seed_ is None else seed_),
+        num=int(count or num), simplified=simplified, locked_lines=locked_lines or {})
+    corpus = bundled_corpus() if novelty and trained_on_tang else None
+    return cfg, generate(ckpt.model, ckpt.vocab, cfg, training_corpus=corpus)
+
+
+# the first visit writes one poem right away with the defaults
+if submitted or "gen_poems" not in st.session_state:
+    try:
+        cfg, poems = run_generation()
+        st.session_state["gen_poems"] = [p.to_dict() for p in poems]
+        st.session_state["gen_config"] = cfg.to_dict()
+        st.session_state["gen_locked"] = {}
+    except GenerationError as exc:
+        st.error(str(exc))
+        st.session_state.setdefault("gen_poems", [])
+
+# --------------------------------------------------------------------------- poems
+poems = st.session_state.get("gen_poems", [])
+METRIC_LABELS = [("form_valid", "form"), ("rhyme_valid", "rhyme"), ("tone_match", "tones"),
+                 ("longest_copied_run", "longest copied run")]
+if poems:
+    st.caption("Each character is shaded by the probability the model gave it "
+               "(red = surprising, green = expected); hover for the value.")
+cols = st.columns(min(len(poems), 3) or 1)
+for i, poem in enumerate(poems):
+    with cols[i % len(cols)]:
+        st.markdown(f"**Poem {i + 1}** — mean log-prob "
+                    f"{poem['score'] / max(1, len(poem['chars'])):.2f} nats/char")
+        show_poem(poem["lines"], poem["probs"], vertical,
+                  locked=set(st.session_state.get("gen_locked", {}).get(i, [])))
+        m = poem["metrics"]
+        bits = []
+        for key, label in METRIC_LABELS:
+            if key in m:
+                value = m[key]
+                bits.append(f"{label}: {'✓' if value else '✗'}" if isinstance(value, bool)
+                            else f"{label}: {value:.0%}" if key == "tone_match"
+                            else f"{label}: {value}")
+        st.caption(" · ".join(bits))
+        for note in poem.get("notes", []):
+            st.caption(f"ℹ️ {note}")
+
+if poems:
+    st.subheader("Keep some lines, rewrite the rest")
+    which = st.selectbox("Poem", range(len(poems)), format_func=lambda i: f"Poem {i + 1}",
+                         key="gen_lock_poem")
+    lines = poems[which]["lines"]
+    keep = st.multiselect("Lines to keep", range(len(lines)),
+                          format_func=lambda j: f"{j + 1}: {lines[j]}", key="gen_lock_lines")
+    if st.button("Regenerate the other lines", key="gen_regen", disabled=not keep):
+        try:
+            # a fresh seed per click, so every click rewrites the free lines differently
+            rewrites = st.session_state["gen_rewrites"] = st.session_state.get("gen_rewrites", 0) + 1
+            _, new = run_generation({j: lines[j] for j in keep}, count=1,
+                                    seed_=int(seed) + 1000 * rewrites + which)
+            poems[which] = new[0].to_dict()
+            st.session_state["gen_poems"] = poems
+            st.session_state.setdefault("gen_locked", {})[which] = list(keep)
+            st.rerun()
+        except GenerationError as exc:
+            st.error(str(exc))
+
+    d1, d2, _ = st.columns([1, 1, 4])
+    d1.download_button("Download text", "\n\n".join("\n".join(p["lines"]) for p in poems),
+                       file_name="poems.txt", mime="text/plain", key="gen_dl_txt")
+    d2.download_button("Download JSON",
+                       json.dumps({"config": st.session_state.get("gen_config"),
+                                   "poems": poems}, ensure_ascii=False, indent=1),
+                       file_name="poems.json", mime="application/json", key="gen_dl_json")

@@ -535,7 +535,7 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
 
 def _pointed(run_dir: Path, pointer: str) -> Path | None:
     data = _read_pointer(run_dir, pointer)
-    if data and isinstance(data.get("checkpoint"), str) and "/" not in data["checkpoint"]:
+    if data and isinstance(data.get("checkpoint"), str) and _STEP_DIR.match(data["checkpoint"]):
         target = run_dir / data["checkpoint"]
         if (target / META_FILE).is_file():
             return target
@@ -572,10 +572,20 @@ class CheckpointManager:
         self._remove_stale_temps()
 
     def _remove_stale_temps(self) -> None:
-        # leftovers of a save that crashed; never complete checkpoints
-        for child in self.run_dir.iterdir():
-            if child.name.startswith(".step-") and ".tmp-" in child.name and child.is_dir():
+        """Clean up after a save that crashed: ``.step-N.tmp-*`` are never complete
+        checkpoints; ``.step-N.old-*`` is the replaced copy of ``step-N``, put back if the
+        crash came before the new one was renamed into place."""
+        for child in sorted(self.run_dir.iterdir()):
+            if not child.name.startswith(".step-") or not child.is_dir():
+                continue
+            if ".tmp-" in child.name:
                 shutil.rmtree(child, ignore_errors=True)
+            elif ".old-" in child.name:
+                original = self.run_dir / child.name[1:].split(".old-")[0]
+                if original.exists():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    os.rename(child, original)
 
     def path_for(self, step: int) -> Path:
         return self.run_dir / f"step-{int(step):06d}"
@@ -616,7 +626,14 @@ class CheckpointManager:
                 keep.add(target)
         for _, path in list_checkpoints(self.run_dir):
             if path not in keep:
-                shutil.rmtree(path, ignore_errors=True)
+                # rename first: a crash mid-delete must not leave a half checkpoint that
+                # still looks complete (the .tmp- name is cleaned up on the next start)
+                doomed = path.parent / f".{path.name}.tmp-delete"
+                try:
+                    os.rename(path, doomed)
+                except OSError:
+                    continue
+                shutil.rmtree(doomed, ignore_errors=True)
 
     def checkpoints(self) -> list[Path]:
         return [p for _, p in list_checkpoints(self.run_dir)]

@@ -175,14 +175,14 @@ class GenerationConfig:
                 raise GenerationError(f"locked line index {key!r} is not a number") from None
             if not 0 <= index < form.num_lines:
                 raise GenerationError(
-                    f"locked line index {index} is outside 0..{form.num_lines - 1} for a "
-                    f"{form.name}")
+                    f"locked_lines index {index} is outside 0..{form.num_lines - 1} (0-based) "
+                    f"for a {form.name}")
             body = _clean(text) if isinstance(text, str) else None
             if body is None or len(body) != form.line_length:
                 raise GenerationError(
-                    f"locked line {index} must have {form.line_length} characters, got "
+                    f"locked_lines[{index}] must have {form.line_length} characters, got "
                     f"{text!r}")
-            _check_chars(f"locked line {index}", body)
+            _check_chars(f"locked_lines[{index}]", body)
             locked[index] = body
         self.locked_lines = dict(sorted(locked.items()))
 
@@ -190,7 +190,7 @@ class GenerationConfig:
         fixed: dict[int, tuple[str, str]] = {}
         sources = [("prefix", i, c) for i, c in enumerate(self.prefix)]
         sources += [("acrostic", li * form.line_length, c) for li, c in enumerate(self.acrostic)]
-        sources += [(f"locked line {li}", li * form.line_length + j, c)
+        sources += [(f"locked_lines[{li}]", li * form.line_length + j, c)
                     for li, body in self.locked_lines.items() for j, c in enumerate(body)]
         for source, pos, char in sources:
             if pos in fixed and fixed[pos][1] != char:
@@ -441,7 +441,7 @@ class _Decoder:
             what[li * W] = "acrostic"
         for li in cfg.locked_lines:
             for j in range(W):
-                what[li * W + j] = f"locked line {li}"
+                what[li * W + j] = f"locked_lines[{li}]"
         self.fixed_ids = {}
         for ci, char in fixed.items():
             line, col = divmod(ci, W)

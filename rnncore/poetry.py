@@ -217,7 +217,8 @@ class RhymeTable:
         for tone_key, tone in (("ping", PING), ("ze", ZE)):
             for section in data[tone_key].values():
                 for group, chunks in section.items():
-                    chars = "".join(chunks)
+                    # the scraped lists hold a few stray non-ideographs; keep characters only
+                    chars = "".join(c for c in "".join(chunks) if is_ideograph(c))
                     self.group_chars[group] = chars
                     if tone == PING:
                         ping_groups.append(group)

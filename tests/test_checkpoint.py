@@ -5,6 +5,7 @@ import io
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -347,6 +348,8 @@ def test_manager_keeps_last_and_best(tmp_path):
     assert json.loads((tmp_path / "run" / "latest.json").read_text())["step"] == 50
     manager.save(model, VOCAB, cfg, step=60, metrics={"val_loss": 0.5})
     assert [p.name for p in manager.checkpoints()] == ["step-000050", "step-000060"]
+    assert sorted(os.listdir(tmp_path / "run")) == ["best.json", "latest.json", "step-000050",
+                                                    "step-000060"]
     assert manager.best().name == "step-000060"
     assert manager.load_latest().step == 60
     with pytest.raises(ValueError):
@@ -365,8 +368,14 @@ def test_latest_falls_back_to_highest_step(tmp_path):
     assert latest_checkpoint(tmp_path).name == "step-000003"
     (tmp_path / ".step-000004.tmp-abc").mkdir()  # a crashed save
     assert latest_checkpoint(tmp_path).name == "step-000003"
+    # a crash between moving step 3 aside and installing its replacement
+    os.rename(tmp_path / "step-000003", tmp_path / ".step-000003.old-99")
+    shutil.copytree(tmp_path / "step-000002", tmp_path / ".step-000002.old-98")
+    assert latest_checkpoint(tmp_path).name == "step-000002"
     CheckpointManager(tmp_path)
-    assert not (tmp_path / ".step-000004.tmp-abc").exists()
+    assert sorted(os.listdir(tmp_path)) == ["latest.json", "step-000001", "step-000002",
+                                            "step-000003"]
+    assert load_checkpoint(tmp_path).step == 3
     assert latest_checkpoint(tmp_path / "nothing-here") is None
 
 

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from rnncore import data as D
 from rnncore.jobs import JobError, JobManager, form_for_poems, list_checkpoints
@@ -17,6 +18,15 @@ def small_corpus():
     return D.Corpus(poems=corpus.poems[:60], source="tang[:60]")
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """JobManager(torch_threads=1) as the app uses it on a 2-core machine (a contended
+    OpenMP pool makes tiny ops ~50x slower); the process-wide setting is restored after."""
+    before = torch.get_num_threads()
+    yield 1
+    torch.set_num_threads(before)
+
+
 def _train_config(**kw):
     base = dict(strategy="truncated", truncation_len=16, batch_size=8, lr=1e-2,
                 max_steps=30, eval_every=10, eval_max_poems=8)
@@ -25,7 +35,7 @@ def _train_config(**kw):
 
 
 def test_job_runs_to_the_end_and_lowers_the_loss(tmp_path, small_corpus):
-    manager = JobManager(tmp_path)
+    manager = JobManager(tmp_path, torch_threads=1)
     job_id = manager.start("A", MODEL, _train_config(), corpus=small_corpus, label="tiny")
     snap = manager.wait("A", job_id, timeout=60)
     assert snap.status == "finished", snap.message
@@ -48,7 +58,7 @@ def test_job_runs_to_the_end_and_lowers_the_loss(tmp_path, small_corpus):
 
 
 def test_sessions_do_not_see_each_other(tmp_path, small_corpus):
-    manager = JobManager(tmp_path)
+    manager = JobManager(tmp_path, torch_threads=1)
     job_id = manager.start("A", MODEL, _train_config(max_steps=5, eval_every=0),
                            corpus=small_corpus)
     manager.wait("A", job_id, timeout=60)
@@ -64,7 +74,7 @@ def test_sessions_do_not_see_each_other(tmp_path, small_corpus):
 
 
 def test_limit_stop_and_resume(tmp_path, small_corpus):
-    manager = JobManager(tmp_path, max_active=1)
+    manager = JobManager(tmp_path, max_active=1, torch_threads=1)
     cfg = _train_config(max_steps=None, max_minutes=2.0, eval_every=0)
     job_id = manager.start("A", MODEL, cfg, corpus=small_corpus)
     with pytest.raises(JobError, match="at most 1"):
@@ -95,7 +105,7 @@ def test_limit_stop_and_resume(tmp_path, small_corpus):
 
 
 def test_bad_upload_is_rejected_before_anything_is_written(tmp_path):
-    manager = JobManager(tmp_path)
+    manager = JobManager(tmp_path, torch_threads=1)
     with pytest.raises(D.CorpusError):
         manager.start("A", MODEL, _train_config(), corpus_upload=("poems.json", b"{not json"))
     with pytest.raises(D.CorpusError, match="no usable poem"):
@@ -107,7 +117,7 @@ def test_bad_upload_is_rejected_before_anything_is_written(tmp_path):
 
 def test_uploaded_corpus_is_saved_in_the_run(tmp_path, small_corpus):
     text = "\n".join(p.text for p in small_corpus.poems[:30]).encode()
-    manager = JobManager(tmp_path)
+    manager = JobManager(tmp_path, torch_threads=1)
     job_id = manager.start("A", MODEL, _train_config(max_steps=3, eval_every=0),
                            corpus_upload=("mine.txt", text))
     snap = manager.wait("A", job_id, timeout=60)
@@ -117,7 +127,7 @@ def test_uploaded_corpus_is_saved_in_the_run(tmp_path, small_corpus):
 
 
 def test_failure_is_reported_not_raised(tmp_path, small_corpus):
-    manager = JobManager(tmp_path)
+    manager = JobManager(tmp_path, torch_threads=1)
     # batch larger than the stream allows: the trainer raises inside the thread
     job_id = manager.start("A", MODEL, _train_config(batch_size=100_000), corpus=small_corpus)
     snap = manager.wait("A", job_id, timeout=60)

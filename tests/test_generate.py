@@ -1,0 +1,343 @@
+"""Constrained decoding (rnncore.generate) and the ``generate`` command.
+
+Constraints must hold for ANY model, so most tests use a small random CharRNN; the vocab
+comes from a slice of the bundled corpus.
+"""
+import math
+
+import pytest
+import torch
+
+from rnncore import generate as G
+from rnncore import poetry as P
+from rnncore.data import Vocab, load_corpus
+from rnncore.generate import GenerationConfig, GenerationError, generate
+from rnncore.model import CharRNN, ModelConfig
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return load_corpus("tang")
+
+
+@pytest.fixture(scope="module")
+def vocab(corpus):
+    return Vocab.build(p.text for p in corpus.poems[:400])
+
+
+def _model(vocab, cell="lstm", seed=0):
+    torch.manual_seed(seed)
+    cfg = ModelConfig(cell=cell, vocab_size=len(vocab), embedding_dim=16, hidden_size=24,
+                      num_layers=1)
+    return CharRNN(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def model(vocab):
+    return _model(vocab)
+
+
+def _gen(model, vocab, **kw):
+    return generate(model, vocab, GenerationConfig(**kw))
+
+
+OPTIONS = [
+    {},
+    {"rhyme": True},
+    {"tones": True},
+    {"rhyme": True, "tones": True},
+    {"rhyme": True, "tones": True, "constraint": "soft"},
+    {"rhyme": True, "tones": True, "strategy": "greedy"},
+    {"rhyme": True, "tones": True, "strategy": "beam", "beam_width": 3, "num": 2},
+    {"rhyme": True, "tones": True, "top_k": 20, "top_p": 0.8, "temperature": 0.7},
+    {"rhyme": True, "tones": True, "acrostic": True},
+]
+
+
+@pytest.mark.parametrize("form", list(P.FORMS))
+@pytest.mark.parametrize("opts", OPTIONS, ids=lambda o: "-".join(f"{k}" for k in o) or "plain")
+def test_every_form_and_option_is_valid(model, vocab, form, opts):
+    opts = dict(opts)
+    spec = P.FORMS[form]
+    if opts.pop("acrostic", False):
+        opts["acrostic"] = "春夏秋冬江山風月"[: spec.num_lines]
+    hard = opts.get("constraint", "hard") == "hard"
+    opts.setdefault("num", 3)
+    for seed in range(3):
+        poems = _gen(model, vocab, form=form, seed=seed, **opts)
+        assert len(poems) == opts["num"]
+        for poem in poems:
+            m = poem.metrics
+            assert m["form_valid"], poem.text
+            assert P.check_form(poem.lines, form)
+            assert len(poem.chars) == len(poem.probs) == spec.num_tokens
+            assert all(0.0 < p <= 1.0 for p in poem.probs)
+            if "acrostic" in opts:
+                assert "".join(line[0] for line in poem.lines) == opts["acrostic"]
+            if opts.get("rhyme") and hard:
+                assert m["rhyme_valid"], poem.text
+            if opts.get("tones") and hard:
+                assert m["tone_match"] == 1.0, poem.text
+            if hard:
+                assert not any("relaxed" in n for n in poem.notes)
+
+
+def test_rhyme_groups_shared_by_even_lines(model, vocab):
+    table = P.rhyme_table()
+    for poem in _gen(model, vocab, form="qilv", rhyme=True, num=8, seed=5):
+        ends = [line[-2] for line in poem.lines[1::2]]
+        shared = set(table.ping_groups)
+        for c in ends:
+            shared &= table.rhyme_groups(c)
+        assert shared, ends
+
+
+def test_tone_template_positions(model, vocab):
+    table = P.rhyme_table()
+    for poem in _gen(model, vocab, form="wulv", tones=True, num=6, seed=1):
+        bodies = P.line_bodies(poem.lines)
+        fits = [all(table.can_be(c, t) for b, pat in zip(bodies, tmpl.lines)
+                    for c, t in zip(b, pat)) for tmpl in P.tone_templates("wulv")]
+        assert any(fits)
+
+
+def test_seed_reproducibility(model, vocab):
+    a = [p.text for p in _gen(model, vocab, form="qijue", num=4, seed=7, rhyme=True)]
+    b = [p.text for p in _gen(model, vocab, form="qijue", num=4, seed=7, rhyme=True)]
+    c = [p.text for p in _gen(model, vocab, form="qijue", num=4, seed=8, rhyme=True)]
+    assert a == b and a != c
+    assert len(set(a)) > 1  # rows of one batch are different samples
+
+
+def test_greedy_batch_equals_single(model, vocab):
+    one = _gen(model, vocab, form="qilv", strategy="greedy", tones=True, rhyme=True)[0]
+    many = _gen(model, vocab, form="qilv", strategy="greedy", tones=True, rhyme=True, num=4)
+    assert all(p.text == one.text for p in many)
+    assert all(p.logprobs == pytest.approx(one.logprobs, abs=1e-5) for p in many)
+
+
+def test_top_k_one_and_beam_one_are_greedy(model, vocab):
+    greedy = _gen(model, vocab, form="wujue", strategy="greedy", rhyme=True)[0].text
+    assert _gen(model, vocab, form="wujue", top_k=1, rhyme=True, seed=3)[0].text == greedy
+    assert _gen(model, vocab, form="wujue", top_p=1e-9, rhyme=True, seed=4)[0].text == greedy
+    assert _gen(model, vocab, form="wujue", strategy="beam", beam_width=1,
+                rhyme=True)[0].text == greedy
+
+
+def test_beam_beats_greedy_and_is_sorted(model, vocab):
+    greedy = _gen(model, vocab, form="qijue", strategy="greedy")[0]
+    beams = _gen(model, vocab, form="qijue", strategy="beam", beam_width=6, num=3)
+    scores = [p.score for p in beams]
+    assert scores == sorted(scores, reverse=True)
+    assert scores[0] >= greedy.score - 1e-4
+    assert len({p.text for p in beams}) == 3
+
+
+def test_logprobs_match_teacher_forcing(vocab):
+    """The carried state gives the same per-character log-probs as one forward pass over
+    [BOS] + poem (an independent reference for the step-by-step decoding)."""
+    model = _model(vocab, cell="gru", seed=2)
+    poem = _gen(model, vocab, form="qijue", rhyme=True, tones=True, seed=2)[0]
+    ids = [vocab.bos_id] + [vocab.stoi[c] for c in poem.chars]
+    with torch.no_grad():
+        logits, _ = model(torch.tensor([ids[:-1]]))
+    want = torch.log_softmax(logits[0].double(), -1).gather(1, torch.tensor(ids[1:])[:, None])
+    assert poem.logprobs == pytest.approx(want[:, 0].tolist(), abs=1e-4)
+    assert poem.score == pytest.approx(sum(poem.logprobs))
+
+
+def test_sampler_matches_softmax():
+    torch.manual_seed(0)
+    scores = torch.randn(1, 6)
+    scores[0, 2] = float("-inf")
+    gen = torch.Generator().manual_seed(0)
+    n = 20000
+    draws = G._sample(scores.expand(n, -1).contiguous(), gen)
+    freq = torch.bincount(draws, minlength=6).double() / n
+    want = torch.softmax(scores[0].double(), -1)
+    assert freq[2] == 0
+    assert torch.allclose(freq, want, atol=0.015)
+
+
+def test_top_k_top_p_filter_against_direct_computation():
+    torch.manual_seed(1)
+    scores = torch.randn(3, 10)
+    out = G._filter_top_k_top_p(scores, top_k=4, top_p=1.0)
+    for row, orow in zip(scores, out):
+        keep = set(torch.topk(row, 4).indices.tolist())
+        assert {i for i in range(10) if math.isfinite(orow[i])} == keep
+    out = G._filter_top_k_top_p(scores, top_k=0, top_p=0.6)
+    for row, orow in zip(scores, out):
+        probs = torch.softmax(row, -1)
+        order = torch.argsort(probs, descending=True).tolist()
+        keep, mass = set(), 0.0
+        for i in order:  # smallest prefix whose mass reaches 0.6
+            keep.add(i)
+            mass += float(probs[i])
+            if mass >= 0.6:
+                break
+        assert {i for i in range(10) if math.isfinite(orow[i])} == keep
+
+
+def test_locked_lines_and_prefix_are_kept(model, vocab):
+    locked = {1: "千里江陵一日還", 3: "輕舟已過萬重山"}
+    poems = _gen(model, vocab, form="qijue", locked_lines=locked, rhyme=True, tones=True, num=3)
+    for poem in poems:
+        assert poem.lines[1] == "千里江陵一日還。" and poem.lines[3] == "輕舟已過萬重山。"
+        assert poem.metrics["form_valid"]
+        assert any("candidates" in n for n in poem.notes)
+    poem = _gen(model, vocab, form="wulv", prefix="床前明月光，疑是", seed=2)[0]
+    assert poem.text.startswith("床前明月光，疑是")
+
+
+def test_locked_rescoring_picks_best_candidate(model, vocab, monkeypatch):
+    locked = {2: "兩岸猿聲啼不住"}
+    seen = {}
+    real_run = G._Decoder.run
+
+    def spy(self, style_ids, generator):
+        out = real_run(self, style_ids, generator)
+        seen["locked"] = out[2]
+        return out
+
+    monkeypatch.setattr(G._Decoder, "run", spy)
+    poems = _gen(model, vocab, form="qijue", locked_lines=locked, num=2, locked_candidates=5)
+    cand = seen["locked"].reshape(2, 5)
+    pos = [2 * 8 + j for j in range(7)]
+    for poem, row in zip(poems, cand):
+        assert sum(poem.logprobs[i] for i in pos) == pytest.approx(float(row.max()), abs=1e-4)
+
+
+def test_style_primes_but_is_not_printed(model, vocab):
+    plain = _gen(model, vocab, form="qijue", strategy="greedy")[0].text
+    styled = _gen(model, vocab, form="qijue", strategy="greedy", style="秋風蕭瑟天氣涼")[0].text
+    assert styled != plain and "秋風蕭瑟" not in styled
+
+
+def test_simplified_output(model, vocab):
+    poem = _gen(model, vocab, form="qijue", rhyme=True, acrostic="东南西北", simplified=True)[0]
+    assert P.to_simplified(poem.text) == poem.text
+    assert "".join(line[0] for line in poem.lines) == "东南西北"
+    assert poem.metrics["rhyme_valid"] and poem.metrics["form_valid"]
+
+
+def test_hard_masks_fall_back_gracefully():
+    vocab = Vocab.build(["月日木竹石，。"])  # all 仄: no rhyme and no 平 position can be met
+    model = _model(vocab, seed=1)
+    poems = _gen(model, vocab, form="wujue", rhyme=True, tones=True, num=2)
+    for poem in poems:
+        assert poem.metrics["form_valid"]
+        assert any("tone rule relaxed" in n for n in poem.notes)
+        assert any("rhyme rule relaxed" in n for n in poem.notes)
+
+
+def test_training_corpus_notes_and_novelty(model, vocab, corpus):
+    poem = _gen(model, vocab, form="wujue", seed=0)[0]
+    assert "longest_copied_run" not in poem.metrics
+    poem = generate(model, vocab, GenerationConfig(form="wujue"), training_corpus=corpus)[0]
+    assert any("form outside the training data (the model was trained on 七言律詩)" in n
+               for n in poem.notes)
+    assert 0 <= poem.metrics["longest_copied_run"] <= 20
+    assert 0.0 <= poem.metrics["seen_4gram_share"] <= 1.0
+    poem = generate(model, vocab, GenerationConfig(form="qilv"), training_corpus=corpus)[0]
+    assert not any("outside the training data" in n for n in poem.notes)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"form": "sonnet"}, "unknown form 'sonnet'"),
+    ({"temperature": 0}, "temperature must be > 0"),
+    ({"temperature": -1.0}, "temperature must be > 0"),
+    ({"top_p": 0.0}, "top_p must be > 0"),
+    ({"top_p": 1.5}, "top_p must be <= 1"),
+    ({"top_k": -1}, "top_k must be >= 0"),
+    ({"num": 0}, "num must be >= 1"),
+    ({"strategy": "nucleus"}, "unknown strategy 'nucleus'"),
+    ({"constraint": "medium"}, "constraint must be 'hard' or 'soft'"),
+    ({"acrostic": "   "}, "acrostic is empty"),
+    ({"acrostic": "春夏秋"}, "has 3 characters but a 七言絕句 has 4 lines"),
+    ({"acrostic": "春夏秋x"}, "acrostic contains 'x'"),
+    ({"prefix": "一二三四五六七八九十一二三四五六七八九十一二三四五六七八九十"},
+     "prefix has 30 characters but a 七言絕句 has only 28"),
+    ({"locked_lines": {4: "千里江陵一日還"}}, r"locked_lines index 4 is outside 0..3 \(0-based\)"),
+    ({"locked_lines": {1: "千里江陵"}}, r"locked_lines\[1\] must have 7 characters"),
+    ({"locked_lines": {0: "千里江陵一日還"}, "acrostic": "春夏秋冬"},
+     r"locked_lines\[0\] puts 千 at line 1 character 1 where acrostic has 春"),
+])
+def test_bad_options(kwargs, message):
+    with pytest.raises(GenerationError, match=message):
+        GenerationConfig(**kwargs)
+
+
+def test_out_of_vocabulary_characters(model, vocab):
+    with pytest.raises(GenerationError, match="acrostic character 𪚥 is not in the model"):
+        _gen(model, vocab, acrostic="春夏秋𪚥")
+    with pytest.raises(GenerationError, match="prefix character"):
+        _gen(model, vocab, prefix="𪚥")
+    # a simplified head is mapped to the traditional vocab entry
+    poem = _gen(model, vocab, acrostic="东风无语")[0]
+    assert [line[0] for line in poem.lines] == ["東", "風", "無", "語"]
+
+
+def test_default_model(monkeypatch, tmp_path):
+    G.load_default_model.cache_clear()
+    monkeypatch.setattr(G, "default_model_path", lambda: tmp_path / "missing")
+    with pytest.raises(G.DefaultModelMissing, match="bundled model is missing"):
+        G.load_default_model()
+    G.load_default_model.cache_clear()
+
+
+def test_default_model_path_is_inside_package():
+    path = G.default_model_path()
+    assert path.parts[-3:] == ("rnncore", "assets", "tang_default")
+
+
+# --------------------------------------------------------------------------- CLI
+
+@pytest.fixture(scope="module")
+def checkpoint_dir(tmp_path_factory, vocab):
+    from rnncore.checkpoint import save_checkpoint
+
+    model = _model(vocab)
+    path = tmp_path_factory.mktemp("ckpt") / "step-0"
+    save_checkpoint(path, model, vocab, model.cfg)
+    return path
+
+
+def test_cli_prints_poems(checkpoint_dir, capsys):
+    from rnncore.cli import main
+
+    rc = main(["generate", "--checkpoint", str(checkpoint_dir), "--form", "wujue",
+               "--acrostic", "春夏秋冬", "--rhyme", "--tones", "--num", "2", "--seed", "3"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    lines = [line for line in out.splitlines() if line and not line.startswith(" ")]
+    assert [line[0] for line in lines] == list("春夏秋冬") * 2
+    assert "rhyme ok" in out and "tones 100%" in out
+
+
+def test_cli_json_and_lock(checkpoint_dir, capsys):
+    import json
+
+    from rnncore.cli import main
+
+    rc = main(["generate", "--checkpoint", str(checkpoint_dir), "--form", "qijue",
+               "--lock", "2:千里江陵一日還", "--json", "--beam", "3", "--simplified"])
+    data = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert data["poems"][0]["lines"][1] == "千里江陵一日还。"
+    assert data["config"]["strategy"] == "beam"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--acrostic", "春夏"], "error: acrostic '春夏' has 2 characters"),
+    (["--top-p", "2"], "error: top_p must be <= 1"),
+    (["--form", "haiku"], "error: unknown form 'haiku'"),
+    (["--lock", "x:abc"], "error: --lock expects N:LINE"),
+    (["--greedy", "--beam", "2"], "error: --greedy and --beam exclude each other"),
+])
+def test_cli_errors(checkpoint_dir, capsys, argv, message):
+    from rnncore.cli import main
+
+    rc = main(["generate", "--checkpoint", str(checkpoint_dir)] + argv)
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err
