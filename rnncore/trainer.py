@@ -468,7 +468,7 @@ def profile_step_breakdown(model: CharRNN, inputs: Tensor, targets: Tensor, *,
     ``rnn_forward_s`` and ``head_forward_s`` (dropout + ``head`` + cross-entropy). Backward:
     tensor hooks fire when the gradient reaches the rnn *output* (head + softmax backward
     done) and the rnn *input* (recurrent backward done). On CUDA each mark synchronizes.
-    Returns medians over ``repeats`` of those four, ``total_s`` (forward + backward +
+    Returns, for the repeat with the median total, those four, ``total_s`` (forward + backward +
     optimizer step if given), ``rnn_share``/``head_share`` of ``total_s`` and
     ``chars_per_s = B*T / total_s``.
     """
@@ -524,11 +524,8 @@ def profile_step_breakdown(model: CharRNN, inputs: Tensor, targets: Tensor, *,
         model.zero_grad(set_to_none=True)
         model.train(was_training)
 
-    def median(key: str) -> float:
-        values = sorted(s[key] for s in samples)
-        return values[len(values) // 2]
-
-    out = {k: median(k) for k in samples[0]}
+    # the repeat with the median total, so the parts add up within one step
+    out = dict(sorted(samples, key=lambda s: s["total_s"])[len(samples) // 2])
     rnn = out["rnn_forward_s"] + out["rnn_backward_s"]
     head = out["head_forward_s"] + out["head_backward_s"]
     out.update(rnn_s=rnn, head_s=head, rnn_share=rnn / out["total_s"],
