@@ -14,7 +14,10 @@ APP_DIR = str(Path(__file__).resolve().parent)
 if APP_DIR not in sys.path:
     sys.path.insert(0, APP_DIR)
 
+from pages._common import configure_torch  # noqa: E402  (needs APP_DIR on sys.path)
+
 st.set_page_config(page_title="rnncore", page_icon="📜", layout="wide")
+configure_torch()
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon="🏠", default=True),

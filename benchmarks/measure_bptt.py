@@ -18,6 +18,7 @@ so the truncated estimate can be compared with it (``gradient_fidelity``).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -275,3 +276,54 @@ def train_briefly(model, steps: int, batch: int, seq_len: int, vocab_size: int,
         losses.append(sequence_step(model, x.to(device), y.to(device),
                                     Strategy.full(), optimizer=opt, clip_norm=1.0))
     return losses
+
+
+# --- convergence ---------------------------------------------------------------------------
+
+def convergence_run(cell: str, strategy: Strategy, *, seconds: float, eval_every_seconds: float,
+                    batch: int, seq_len: int, embedding_dim: int, hidden_size: int,
+                    device: str, data=None, eval_max_poems: int = 200, seed: int = 0):
+    """Train with ``rnncore.trainer.Trainer`` for ``seconds`` of *training* wall-clock and
+    record validation bits per character every ``eval_every_seconds`` (evaluation time is
+    not counted, so strategies are compared at equal training budget).
+
+    ``full`` trains on whole poems (the trainer's full-BPTT layout, ``seq_len`` unused);
+    truncated/randomized read the poem stream with the strategy's k1, k2 and p.
+    Returns (rows, trainer): one row per evaluation, and the trainer (its ``.model`` is
+    the trained model, reused for gradient fidelity)."""
+    from rnncore import data as D
+    from rnncore.model import ModelConfig
+    from rnncore.trainer import Trainer, TrainConfig
+
+    kw = {}
+    if strategy.kind != "full":
+        kw = dict(truncation_len=strategy.truncation_len, update_interval=strategy.update_interval,
+                  randomized_keep_prob=strategy.keep_prob)
+    tcfg = TrainConfig(strategy=strategy.kind, batch_size=batch, max_steps=None,
+                       max_minutes=max(seconds / 60.0, 1e-3), eval_every=0,
+                       eval_max_poems=eval_max_poems, device=device, seed=seed, **kw)
+    mcfg = ModelConfig(cell=cell, vocab_size=8, embedding_dim=embedding_dim,
+                       hidden_size=hidden_size, num_layers=1)
+    trainer = Trainer(mcfg, tcfg, D.DataConfig(corpus="tang"), data=data)
+    rows = []
+
+    def record(train_s: float, tokens: int) -> None:
+        ev = trainer.evaluate()
+        rows.append({"cell": cell, "strategy": strategy.label, "kind": strategy.kind,
+                     "truncation_len": strategy.truncation_len,
+                     "seconds": train_s, "step": trainer.step, "tokens": tokens,
+                     "val_bpc": ev.val_bpc, "val_loss": ev.val_loss})
+
+    train_s, tokens, next_eval = 0.0, 0, eval_every_seconds
+    record(0.0, 0)
+    while train_s < seconds:
+        t0 = time.perf_counter()
+        rec = trainer.train_step()  # synchronizes CUDA before returning
+        train_s += time.perf_counter() - t0
+        tokens += rec.tokens
+        if train_s >= next_eval:
+            record(train_s, tokens)
+            next_eval += eval_every_seconds
+    if rows[-1]["step"] != trainer.step:
+        record(train_s, tokens)
+    return rows, trainer

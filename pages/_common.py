@@ -20,6 +20,18 @@ def session_id() -> str:
     return st.session_state["rnncore_session_id"]
 
 
+def configure_torch() -> int:
+    """Leave a core to the web server (a contended OpenMP pool makes small ops many times
+    slower). Called on every script run: OpenMP's thread count belongs to the calling
+    thread, and Streamlit runs each rerun in a new one."""
+    import torch
+
+    threads = default_torch_threads()
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
 @st.cache_resource(show_spinner=False)
 def job_manager() -> JobManager:
     return JobManager(max_active=2, torch_threads=default_torch_threads())

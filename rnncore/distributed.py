@@ -98,3 +98,16 @@ def shard(items: Sequence[T], ctx: DistContext) -> list[T]:
         raise ValueError(f"{len(items)} training poems cannot be shared by "
                          f"{ctx.world_size} processes")
     return list(items[ctx.rank:usable:ctx.world_size])
+
+
+def max_replica_difference(module: torch.nn.Module, ctx: DistContext) -> float:
+    """max |w - w_rank0| over all parameters and ranks (0.0 = replicas identical)."""
+    if not ctx.enabled:
+        return 0.0
+    flat = torch.cat([p.detach().reshape(-1).to(torch.float64) for p in module.parameters()])
+    flat = flat.to(ctx._device())
+    ref = flat.clone()
+    dist.broadcast(ref, src=0)
+    diff = (flat - ref).abs().max().reshape(1)
+    dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+    return float(diff)

@@ -46,13 +46,13 @@ import dataclasses
 import functools
 import importlib.resources
 import math
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from rnncore.poetry import (
-    FORMS,
     FREE,
     PING,
     PoemForm,
@@ -299,6 +299,10 @@ class _VocabTables:
         self.tone_ok = torch.stack([self.char_ok, self.char_ok & can_ping, self.char_ok & can_ze,
                                     self.char_ok & (can_ping | can_ze)])
         self.tone_nonempty = self.tone_ok.any(1)
+        # row lookups go through F.embedding on uint8 tables: advanced indexing of a bool
+        # table launches a parallel kernel whose start-up dwarfs the work at these sizes
+        self.tone_ok_u8 = self.tone_ok.to(torch.uint8)
+        self.tone_ok_by_token = self.tone_ok.T.contiguous()  # (V, 4)
         self.level_only = can_ping & ~can_ze
         self.has_rhyme = self.rhyme.any(1)
         self.rhyme_f = self.rhyme.float()
@@ -386,6 +390,66 @@ def _step(model, tokens: torch.Tensor, state):
     return logits[:, 0], state
 
 
+_FUSED_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+class _LSTMStepper:
+    """``model.step`` for a unidirectional LSTM ``CharRNN`` in eval mode, with each layer's
+    two matmuls fused into one::
+
+        gates = [x, h] @ [W_ih, W_hh]^T + (b_ih + b_hh)        (B, 4H), torch order i f g o
+        c' = sigmoid(f) * c + sigmoid(i) * tanh(g),   h' = sigmoid(o) * tanh(c')
+
+    The same function as the layer (tested against ``model.step``), minus its per-call
+    Python bookkeeping, which dominates one-token steps. State is ``(h, c)``, (L, B, H).
+    """
+
+    def __init__(self, model) -> None:
+        rnn = model.rnn
+        self.embedding, self.head = model.embedding, model.head
+        params = [p for l in range(rnn.num_layers) for p in (
+            getattr(rnn, f"weight_ih_l{l}"), getattr(rnn, f"weight_hh_l{l}"),
+            getattr(rnn, f"bias_ih_l{l}", None), getattr(rnn, f"bias_hh_l{l}", None))]
+        # fused weights are cached per model and rebuilt whenever a parameter changes
+        # (an optimizer step bumps ``_version``; loading replaces the tensor)
+        key = tuple((id(p), p._version) for p in params if p is not None)
+        hit = _FUSED_CACHE.get(model)
+        if hit is not None and hit[0] == key:
+            self.layers = hit[1]
+            return
+        self.layers = []
+        for l in range(rnn.num_layers):
+            w = torch.cat([getattr(rnn, f"weight_ih_l{l}"), getattr(rnn, f"weight_hh_l{l}")], 1)
+            b = getattr(rnn, f"bias_ih_l{l}", None)
+            if b is not None:
+                b = b + getattr(rnn, f"bias_hh_l{l}")
+            self.layers.append((w, b))
+        _FUSED_CACHE[model] = (key, self.layers)
+
+    @staticmethod
+    def supports(model) -> bool:
+        rnn = getattr(model, "rnn", None)
+        cfg = getattr(model, "cfg", None)
+        return (getattr(cfg, "cell", None) == "lstm" and rnn is not None
+                and not getattr(rnn, "bidirectional", True)
+                and getattr(rnn, "proj_size", 0) == 0 and not model.training
+                and hasattr(model, "embedding") and hasattr(model, "head"))
+
+    def __call__(self, tokens: torch.Tensor, state):
+        h_all, c_all = state
+        x = self.embedding(tokens)
+        hs, cs = [], []
+        for l, (w, b) in enumerate(self.layers):
+            xh = torch.cat([x, h_all[l]], 1)
+            gates = torch.nn.functional.linear(xh, w, b)
+            i, f, g, o = gates.chunk(4, 1)
+            c = torch.sigmoid(f) * c_all[l] + torch.sigmoid(i) * torch.tanh(g)
+            x = torch.sigmoid(o) * torch.tanh(c)
+            hs.append(x)
+            cs.append(c)
+        return self.head(x), (torch.stack(hs), torch.stack(cs))
+
+
 def _filter_top_k_top_p(scores: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     """Set scores outside the top-k / nucleus to -inf (rows of (B, V) log-scores)."""
     if top_k and top_k < scores.shape[-1]:
@@ -418,6 +482,10 @@ class _Decoder:
 
     def __init__(self, model, vocab, cfg: GenerationConfig, rows: int) -> None:
         self.model, self.vocab, self.cfg = model, vocab, cfg
+        if _LSTMStepper.supports(model):
+            self.step = _LSTMStepper(model)
+        else:
+            self.step = functools.partial(_step, model)
         self.form = form = cfg.poem_form
         self.t = _tables(vocab)
         self.rows = rows
@@ -499,7 +567,9 @@ class _Decoder:
         scores = logp + self.t.struct_bias
         rhyme_here = cfg.rhyme and col == W - 1 and (line % 2 == 1 or line == 0)
         kind = self._tone_kind(line, col) if cfg.tones else None
-        tone = self.t.tone_ok[kind] if kind is not None else None  # (B, V)
+        tone = None
+        if kind is not None:
+            tone = torch.nn.functional.embedding(kind, self.t.tone_ok_u8).bool()  # (B, V)
         rhyme = self._rhyme_allowed(line) if rhyme_here else None
         if cfg.constraint == "soft":
             if tone is not None:
@@ -540,8 +610,8 @@ class _Decoder:
         """Advance the tone and rhyme state after writing ``tok`` (B,) at (line, col)."""
         cfg, t, W = self.cfg, self.t, self.form.line_length
         if cfg.tones and not forced:  # fixed characters were counted up front
-            ok = t.tone_ok[self.codes[:, line, col]][:, tok]  # (T, B)
-            self.viol += (~ok).T.long()
+            ok = t.tone_ok_by_token.index_select(0, tok)[:, self.codes[:, line, col]]  # (B, T)
+            self.viol += (~ok).long()
         if cfg.rhyme and col == W - 1 and (line % 2 == 1 or line == 0):
             narrowed = self.groups & t.rhyme[tok]
             apply = narrowed.any(1)
@@ -611,13 +681,13 @@ class _Decoder:
                     else:
                         scores = _filter_top_k_top_p(scores, cfg.top_k, cfg.top_p)
                         tok = _sample(scores, generator)
-                chosen = logits.gather(1, tok[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+                chosen = torch.log_softmax(logits, dim=-1).gather(1, tok[:, None])[:, 0]
             tokens[:, pos] = tok
             logprobs[:, pos] = chosen
             if col < W:
                 self._update(tok, line, col, forced >= 0)
             if pos + 1 < P:
-                logits, state = _step(self.model, tok, state)
+                logits, state = self.step(tok, state)
         locked = logprobs[:, self.locked_positions].sum(1) if self.locked_positions else None
         return tokens, logprobs, locked, (beam_score if beam else None)
 

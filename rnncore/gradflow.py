@@ -43,7 +43,7 @@ LOSSES = ("last", "sum")
 JACOBIAN_METHODS = ("auto", "exact", "power")
 GATE_NAMES = {"rnn": ("a",), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
 VANISH_RATIO = 1e-3          # "vanished": below 1e-3 of the lag-1 norm
-EXACT_MAX_HIDDEN = 128       # method="auto" builds full Jacobians up to this hidden size
+EXACT_MAX_HIDDEN = 1024      # method="auto" builds full Jacobians up to this hidden size
 SLOPE_FLAT = 0.01            # |slope| of ln-norm per step below this counts as "flat"
 
 
@@ -286,7 +286,7 @@ class LayerTrace:
     """One layer's unrolled forward. ``states[t]`` is the state tuple after step t
     (``states[-1]`` entry of index -1 is not used: ``init`` is the state entering step 0);
     ``gates[name][t]`` (B, H); ``x_proj`` (T, B, G*H). ``w_copies``/``b_copies`` are the
-    per-step zero perturbations of W_hh / b_hh (only for ``perturb_layer``)."""
+    per-step zero perturbations of W_hh / b_hh, ``x_copies`` of x_proj (see ``unroll``)."""
 
     x_proj: Tensor
     init: tuple[Tensor, ...]
@@ -294,6 +294,7 @@ class LayerTrace:
     gates: dict[str, list[Tensor]]
     w_copies: list[Tensor] | None = None
     b_copies: list[Tensor] | None = None
+    x_copies: list[Tensor] | None = None
 
     def prev_state(self, t: int) -> tuple[Tensor, ...]:
         return self.init if t == 0 else self.states[t - 1]
@@ -303,9 +304,13 @@ class LayerTrace:
         return [s[0] for s in self.states]
 
 
-def _gate_boundary(state: tuple[Tensor, ...], scale: float) -> tuple[Tensor, ...]:
+def _gate_boundary(state: tuple[Tensor, ...], scale) -> tuple[Tensor, ...]:
     """Same value; the gradient flowing back through it is multiplied by ``scale``
-    (0 = detach, the truncation cut; 1/p = randomized truncation's reweighting)."""
+    (0 = detach, the truncation cut; 1/p = randomized truncation's reweighting).
+    ``scale`` is a float or a (B,) tensor (one factor per batch row)."""
+    if isinstance(scale, Tensor):
+        scale = scale.to(state[0].dtype)[:, None]
+        return tuple(s.detach() + scale * (s - s.detach()) for s in state)
     if scale == 1.0:
         return state
     if scale == 0.0:
@@ -313,16 +318,20 @@ def _gate_boundary(state: tuple[Tensor, ...], scale: float) -> tuple[Tensor, ...
     return tuple(s.detach() + scale * (s - s.detach()) for s in state)
 
 
-def unroll(model, inputs: Tensor, *, boundary_scale: Sequence[float] | None = None,
-           perturb_layer: int | None = None, retain_grad: bool = False
+def unroll(model, inputs: Tensor, *, boundary_scale=None, perturb_layers: Iterable[int] = (),
+           weight_copies: bool = False, retain_grad: bool = False
            ) -> tuple[Tensor, list[LayerTrace]]:
     """Forward ``model`` one step at a time with autograd through ``rnncore.cells``.
 
     inputs (B, T) long -> logits (B, T, V), one ``LayerTrace`` per layer.
-    ``boundary_scale[t]`` scales the gradient through every layer's state entering step t
-    (t >= 1). ``perturb_layer`` gives that layer per-step zero tensors added to W_hh and
-    b_hh, whose gradients are the per-step terms of the tied-weight sum. ``retain_grad``
-    keeps ``.grad`` on every h_t (the total dL/dh_t after backward).
+    ``boundary_scale``: (T,) floats or a (T, B) tensor; entry t scales the gradient through
+    every layer's state entering step t (t >= 1), per batch row for a tensor.
+    ``perturb_layers``: those layers get per-step zero tensors (B, G*H) added to the
+    recurrent pre-activation (``b_copies``) and to x_proj (``x_copies``); their gradients
+    are delta_t = dL/d(W_hh h_{t-1} + b_hh) and dL/d(x_proj_t), per row. With
+    ``weight_copies`` also per-step zero (G*H, H) tensors added to W_hh (``w_copies``),
+    whose gradients are the per-step terms of the tied-weight sum.
+    ``retain_grad`` keeps ``.grad`` on every h_t (the total dL/dh_t after backward).
     """
     rnn = model.rnn
     cell = _cell_of(model)
@@ -330,6 +339,7 @@ def unroll(model, inputs: Tensor, *, boundary_scale: Sequence[float] | None = No
     x = model.embedding(inputs).transpose(0, 1)  # (T, B, E) time-major
     T, B = x.shape[:2]
     H = rnn.hidden_size
+    perturb_layers = {l % rnn.num_layers for l in perturb_layers}
     traces = []
     for layer in range(rnn.num_layers):
         w_ih, w_hh, b_ih, b_hh = layer_weights(rnn, layer)
@@ -337,18 +347,22 @@ def unroll(model, inputs: Tensor, *, boundary_scale: Sequence[float] | None = No
         zeros = x.new_zeros(B, H)
         state = (zeros, zeros.clone()) if cell == "lstm" else (zeros,)
         trace = LayerTrace(x_proj, state, [], {})
-        if perturb_layer == layer:
-            trace.w_copies = [torch.zeros_like(w_hh, requires_grad=True) for _ in range(T)]
-            trace.b_copies = [x.new_zeros(B, w_hh.shape[0], requires_grad=True)
-                              for _ in range(T)]
+        if layer in perturb_layers:
+            gh = w_hh.shape[0]
+            trace.b_copies = [x.new_zeros(B, gh, requires_grad=True) for _ in range(T)]
+            trace.x_copies = [x.new_zeros(B, gh, requires_grad=True) for _ in range(T)]
+            if weight_copies:
+                trace.w_copies = [torch.zeros_like(w_hh, requires_grad=True) for _ in range(T)]
         for t in range(T):
             if t > 0 and boundary_scale is not None:
-                state = _gate_boundary(state, float(boundary_scale[t]))
-            w, b = w_hh, b_hh
-            if trace.w_copies is not None:
-                w = w_hh + trace.w_copies[t]
+                state = _gate_boundary(state, boundary_scale[t])
+            w, b, xp = w_hh, b_hh, x_proj[t]
+            if trace.b_copies is not None:
                 b = (b_hh if b_hh is not None else 0.0) + trace.b_copies[t]
-            state, gates = step(x_proj[t], state, w, b)
+                xp = xp + trace.x_copies[t]
+                if trace.w_copies is not None:
+                    w = w_hh + trace.w_copies[t]
+            state, gates = step(xp, state, w, b)
             if retain_grad:
                 state[0].retain_grad()
             trace.states.append(state)
@@ -421,9 +435,71 @@ def hidden_grad_norms(probe: Probe, losses: Iterable[str] = LOSSES) -> pd.DataFr
 # --------------------------------------------------------------------------------------
 # 2. Jacobian products dh_{T-1}/dh_{T-1-L}
 # --------------------------------------------------------------------------------------
-def _flat_state_fn(cell: str, nonlinearity: str, w_hh: Tensor, b_hh: Tensor | None, H: int):
-    """s (n, S) , x_proj (n, G*H) -> s' (n, S) with S = 2H for LSTM (h then c)."""
+def _state_parts(cell: str) -> int:
+    return 2 if cell == "lstm" else 1
+
+
+@dataclass
+class StepLinearization:
+    """J_t = ds_t/ds_{t-1} of one layer for all t, in the factored form every cell has:
+    each output unit j depends on unit j of each gate's recurrent pre-activation
+    rec = W_hh h + b_hh and on unit j of the old state (the "direct" path), so
+
+        J_t[p, h-block] = sum_g diag(rec_coef[t, p, g]) W_g + diag(dir_coef[t, p, 0])
+        J_t[p, c-block] = diag(dir_coef[t, p, 1])                        (LSTM only)
+
+    with p the output part (h', and c' for LSTM) and W_g the (H, H) gate blocks of W_hh.
+    The coefficients are read from autograd on ``rnncore.cells`` (one VJP per output part
+    with a ones cotangent: unit-wise structure makes that sum the diagonal), the test suite
+    checks the product against torch.func.jacrev of the whole step. Shapes: rec_coef
+    (T, P, G, H), dir_coef (T, P, P, H), state size S = P*H.
+    """
+
+    cell: str
+    w_hh: Tensor
+    rec_coef: Tensor
+    dir_coef: Tensor
+    prev: Tensor            # (T, S) state entering step t (for reference Jacobians)
+    x_proj: Tensor          # (T, G*H)
+    b_hh: Tensor | None = None
+    nonlinearity: str = "tanh"
+
+    @property
+    def hidden_size(self) -> int:
+        return self.w_hh.shape[1]
+
+    @property
+    def seq_len(self) -> int:
+        return self.rec_coef.shape[0]
+
+    def jvp(self, t: int, v: Tensor) -> Tensor:
+        """J_t v for a batch v (n, S)."""
+        H, P = self.hidden_size, self.rec_coef.shape[1]
+        v = v.reshape(-1, P, H)
+        wv = F.linear(v[:, 0], self.w_hh).reshape(len(v), 1, -1, H)       # (n, 1, G, H)
+        out = (self.rec_coef[t] * wv).sum(2) + (self.dir_coef[t] * v[:, None]).sum(2)
+        return out.reshape(len(v), P * H)
+
+    def vjp(self, t: int, u: Tensor) -> Tensor:
+        """J_t^T u for a batch u (n, S) (rows: u^T J_t)."""
+        H, P = self.hidden_size, self.rec_coef.shape[1]
+        u = u.reshape(-1, P, 1, H)
+        r = (self.rec_coef[t] * u).sum(1).reshape(len(u), -1)             # (n, G*H)
+        out = (self.dir_coef[t] * u).sum(1)                                # (n, P, H)
+        out[:, 0] += r @ self.w_hh
+        return out.reshape(len(u), P * H)
+
+    def dense(self) -> Tensor:
+        """All J_t as (T, S, S) (small H only)."""
+        S = self.prev.shape[1]
+        eye = torch.eye(S, dtype=self.prev.dtype)
+        return torch.stack([self.jvp(t, eye).T for t in range(self.seq_len)])
+
+
+def _step_fn(cell: str, nonlinearity: str, w_hh: Tensor, b_hh: Tensor | None):
+    """s (n, S), x_proj (n, G*H) -> s' (n, S), state flattened h then c."""
     step = cell_step(cell, nonlinearity)
+    H = w_hh.shape[1]
 
     def f(s: Tensor, xp: Tensor) -> Tensor:
         state = (s[..., :H], s[..., H:]) if cell == "lstm" else (s,)
@@ -432,63 +508,72 @@ def _flat_state_fn(cell: str, nonlinearity: str, w_hh: Tensor, b_hh: Tensor | No
     return f
 
 
-@dataclass
-class LayerSteps:
-    """What a layer's Jacobians need: detached states entering each step and x_proj."""
-
-    cell: str
-    fn: Callable           # s (n, S), xp (n, G*H) -> s' (n, S)
-    prev: Tensor           # (T, S) state entering step t
-    x_proj: Tensor         # (T, G*H)
-    hidden_size: int
-
-
-def layer_steps(probe: Probe, layer: int = -1, model=None) -> LayerSteps:
+def linearize(probe: Probe, layer: int = -1, model=None) -> StepLinearization:
+    """The per-step Jacobians of ``layer`` along the probe's sequence (inputs from the
+    layer below held fixed)."""
     model = probe.model if model is None else model
     layer = probe.layer_index(layer)
     with torch.no_grad():
         _, traces = unroll(model, probe.inputs)
     tr = traces[layer]
-    prev = torch.stack([torch.cat(tr.prev_state(t), -1)[0] for t in range(probe.seq_len)])
+    T, H, P = probe.seq_len, probe.hidden_size, _state_parts(probe.cell)
+    prev = torch.stack([torch.cat(tr.prev_state(t), -1)[0] for t in range(T)])
+    xp = tr.x_proj[:, 0].detach()
     _, w_hh, _, b_hh = layer_weights(model.rnn, layer)
-    fn = _flat_state_fn(probe.cell, getattr(model.rnn, "nonlinearity", "tanh"),
-                        w_hh.detach(), None if b_hh is None else b_hh.detach(),
-                        probe.hidden_size)
-    return LayerSteps(probe.cell, fn, prev, tr.x_proj[:, 0].detach(), probe.hidden_size)
+    w_hh = w_hh.detach()
+    b_hh = None if b_hh is None else b_hh.detach()
+    nonlinearity = getattr(model.rnn, "nonlinearity", "tanh")
+    # feed rec = W_hh h + b_hh as a bias with a zero W_hh: h then only enters directly
+    rec = F.linear(prev[:, :H], w_hh, b_hh).requires_grad_(True)
+    direct = prev.clone().requires_grad_(True)
+    out = _step_fn(probe.cell, nonlinearity, torch.zeros_like(w_hh), rec)(direct, xp)
+    rec_coef, dir_coef = [], []
+    for part in range(P):
+        cot = torch.zeros_like(out)
+        cot[:, part * H:(part + 1) * H] = 1.0
+        g_rec, g_dir = torch.autograd.grad(out, [rec, direct], cot, retain_graph=True,
+                                           allow_unused=True)
+        rec_coef.append(g_rec.reshape(T, -1, H))
+        dir_coef.append(torch.zeros_like(direct).reshape(T, P, H) if g_dir is None
+                        else g_dir.reshape(T, P, H))
+    return StepLinearization(probe.cell, w_hh, torch.stack(rec_coef, 1),
+                             torch.stack(dir_coef, 1), prev, xp, b_hh, nonlinearity)
 
 
-def step_jacobians(steps: LayerSteps) -> Tensor:
-    """J_t = ds_t/ds_{t-1} for every t: (T, S, S), autograd (vmap of jacrev) on the cell."""
-    single = lambda s, xp: steps.fn(s[None], xp[None])[0]  # noqa: E731
-    return torch.func.vmap(torch.func.jacrev(single))(steps.prev, steps.x_proj)
+def step_jacobians_autograd(lin: StepLinearization) -> Tensor:
+    """Reference J_t for every t: (T, S, S) from torch.func.jacrev of the whole cell step
+    (no structure assumed)."""
+    fn = _step_fn(lin.cell, lin.nonlinearity, lin.w_hh, lin.b_hh)
+    single = lambda s, xp: fn(s[None], xp[None])[0]  # noqa: E731
+    return torch.func.vmap(torch.func.jacrev(single))(lin.prev, lin.x_proj)
 
 
-def _exact_norms(steps: LayerSteps) -> np.ndarray:
-    """||P_h J_{T-1}...J_{T-L} E_h||_2 for L = 1..T from full per-step Jacobians."""
-    J = step_jacobians(steps)
-    T, H = J.shape[0], steps.hidden_size
-    rows = J[-1][:H]                      # P_h M_1: the h rows of the product, (H, S)
-    blocks = [rows[:, :H]]
-    for L in range(2, T + 1):
-        rows = rows @ J[T - L]
+def _exact_norms(lin: StepLinearization) -> np.ndarray:
+    """||P_h J_{T-1}...J_{T-L} E_h||_2 for L = 1..T: the h rows of the product, built by
+    one batched VJP per step (H rows at a time), then one batched SVD."""
+    T, H, S = lin.seq_len, lin.hidden_size, lin.prev.shape[1]
+    rows = torch.eye(H, S, dtype=lin.prev.dtype)
+    blocks = []
+    for L in range(1, T + 1):
+        rows = lin.vjp(T - L, rows)
         blocks.append(rows[:, :H])
     return torch.linalg.matrix_norm(torch.stack(blocks), ord=2).numpy()
 
 
-def _power_norms(steps: LayerSteps, iters: int, seed: int = 0, tol: float = 1e-7
+def _power_norms(lin: StepLinearization, iters: int, seed: int = 0, tol: float = 1e-7
                  ) -> np.ndarray:
-    """The same norms by power iteration on M^T M, matrix-free.
+    """The same norms by power iteration on M^T M with JVP/VJP only (no S x S matrix).
 
     All lags at once: row j of the batch holds lag L = T - j's vector; the forward sweep
-    applies J_t (a JVP) to rows 0..t, the backward sweep J_t^T (a VJP) to rows 0..t, so
-    each row sees exactly J_{T-1}...J_{T-L} and its transpose.
+    applies J_t to rows 0..t, the backward sweep J_t^T to rows 0..t, so each row sees
+    exactly J_{T-1}...J_{T-L} and its transpose. Cost per iteration ~ T^2/2 VJPs, so
+    ``exact`` (T*H VJPs) is cheaper unless H is large.
     """
-    T, H = steps.prev.shape[0], steps.hidden_size
-    S = steps.prev.shape[1]
+    T, H, S = lin.seq_len, lin.hidden_size, lin.prev.shape[1]
     gen = torch.Generator().manual_seed(seed)
-    v = torch.randn(T, H, generator=gen, dtype=steps.prev.dtype)
+    v = torch.randn(T, H, generator=gen, dtype=lin.prev.dtype)
     v = v / v.norm(dim=1, keepdim=True)
-    sigma = torch.zeros(T, dtype=steps.prev.dtype)
+    sigma = torch.zeros(T, dtype=lin.prev.dtype)
 
     def embed(u: Tensor) -> Tensor:
         return torch.cat([u, u.new_zeros(u.shape[0], S - H)], 1) if S > H else u
@@ -496,23 +581,13 @@ def _power_norms(steps: LayerSteps, iters: int, seed: int = 0, tol: float = 1e-7
     for _ in range(iters):
         x = embed(v)
         for t in range(T):
-            n = t + 1
-            primal = steps.prev[t].expand(n, S).contiguous()
-            xp = steps.x_proj[t].expand(n, -1)
-            _, x_new = torch.func.jvp(lambda s: steps.fn(s, xp), (primal,), (x[:n],))
-            x = torch.cat([x_new, x[n:]])
-        u = x[:, :H]
-        new_sigma = u.norm(dim=1)
-        u = embed(u / new_sigma.clamp_min(1e-300)[:, None])
+            x = torch.cat([lin.jvp(t, x[:t + 1]), x[t + 1:]])
+        new_sigma = x[:, :H].norm(dim=1)
+        u = embed(x[:, :H] / new_sigma.clamp_min(1e-300)[:, None])
         for t in range(T - 1, -1, -1):
-            n = t + 1
-            primal = steps.prev[t].expand(n, S).contiguous()
-            xp = steps.x_proj[t].expand(n, -1)
-            _, vjp = torch.func.vjp(lambda s: steps.fn(s, xp), primal)
-            u = torch.cat([vjp(u[:n])[0], u[n:]])
-        w = u[:, :H]
-        v = w / w.norm(dim=1, keepdim=True).clamp_min(1e-300)
-        done = torch.all((new_sigma - sigma).abs() <= tol * new_sigma.abs().clamp_min(1e-300))
+            u = torch.cat([lin.vjp(t, u[:t + 1]), u[t + 1:]])
+        v = u[:, :H] / u[:, :H].norm(dim=1, keepdim=True).clamp_min(1e-300)
+        done = torch.all((new_sigma - sigma).abs() <= tol * new_sigma.clamp_min(1e-300))
         sigma = new_sigma
         if done:
             break
@@ -550,13 +625,13 @@ def jacobian_norms(probe: Probe, layer: int = -1, method: str = "auto", iters: i
                    model=None) -> JacobianResult:
     """Spectral norm of dh_{T-1}/dh_{T-1-L} for L = 1..T (within ``layer``; its inputs
     from the layer below held fixed). ``exact`` multiplies full per-step Jacobians,
-    ``power`` uses JVP/VJP only; ``auto`` = exact up to H = 128."""
+    ``power`` uses JVP/VJP only; ``auto`` = exact up to H = 1024 (where it is cheaper)."""
     if method not in JACOBIAN_METHODS:
         raise GradFlowError(f"unknown jacobian method {method!r}")
     if method == "auto":
         method = "exact" if probe.hidden_size <= EXACT_MAX_HIDDEN else "power"
-    steps = layer_steps(probe, layer, model)
-    norms = _exact_norms(steps) if method == "exact" else _power_norms(steps, iters)
+    lin = linearize(probe, layer, model)
+    norms = _exact_norms(lin) if method == "exact" else _power_norms(lin, iters)
     slope, vanish = _summarise_norms(norms)
     frame = pd.DataFrame({"lag": np.arange(1, len(norms) + 1), "norm": norms,
                           "log10_norm": np.log10(np.maximum(norms, 1e-300))})
@@ -752,7 +827,7 @@ def tied_weight_grads(probe: Probe, layer: int = -1, loss: str = "sum",
     of the model's own engine."""
     layer = probe.layer_index(layer)
     model = probe.model
-    logits, traces = unroll(model, probe.inputs, perturb_layer=layer)
+    logits, traces = unroll(model, probe.inputs, perturb_layers=(layer,))
     tr = traces[layer]
     deltas = torch.autograd.grad(sequence_loss(logits, probe.targets, loss), tr.b_copies)
     h_prev = torch.stack([tr.prev_state(t)[0] for t in range(probe.seq_len)]).detach()
@@ -784,21 +859,21 @@ def regular_truncation_scale(seq_len: int, truncation_len: int) -> list[float]:
     return [0.0 if t > 0 and t % truncation_len == 0 else 1.0 for t in range(seq_len)]
 
 
-def randomized_truncation_scale(seq_len: int, prob: float, gen: torch.Generator
-                                ) -> list[float]:
-    """Randomized truncation (d2l 9.7, after Tallec & Ollivier 2017): at each step the
-    gradient passes back into the previous state with probability p, multiplied by 1/p,
-    and is cut otherwise. Each factor xi_t has E[xi_t] = 1 and the factors are
-    independent, so every path's product has expectation 1: the gradient is unbiased, at
-    the price of variance that grows like p^-(path length)."""
-    keep = torch.rand(seq_len, generator=gen, dtype=torch.float64) < prob
-    return [1.0 if t == 0 else (1.0 / prob if bool(keep[t]) else 0.0) for t in range(seq_len)]
+def randomized_truncation_scale(seq_len: int, prob: float, draws: int,
+                                gen: torch.Generator) -> Tensor:
+    """Randomized truncation (d2l 9.7, after Tallec & Ollivier 2017), (T, draws): at each
+    step the gradient passes back into the previous state with probability p, multiplied
+    by 1/p, and is cut otherwise. The factors xi_t have E[xi_t] = 1 and are independent,
+    so every path's product has expectation 1: the gradient is unbiased, at the price of
+    a variance that grows like p^-(path length)."""
+    keep = torch.rand(seq_len, draws, generator=gen, dtype=torch.float64) < prob
+    return keep.double() / prob
 
 
 def rnn_param_grad(probe: Probe, boundary_scale: Sequence[float] | None = None,
                    loss: str = "sum") -> Tensor:
-    """Flat gradient of the recurrent layer's parameters (the head's gradient does not
-    depend on truncation) for the summed loss, with the given boundary scaling."""
+    """Flat gradient (P,) of the recurrent layer's parameters (``named_parameters`` order;
+    the head's gradient does not depend on truncation), plain autograd, one sequence."""
     params = list(probe.model.rnn.parameters())
     logits, _ = unroll(probe.model, probe.inputs, boundary_scale=boundary_scale)
     grads = torch.autograd.grad(sequence_loss(logits, probe.targets, loss), params,
@@ -807,17 +882,47 @@ def rnn_param_grad(probe: Probe, boundary_scale: Sequence[float] | None = None,
                       for p, g in zip(params, grads)])
 
 
+def batched_param_grads(probe: Probe, scales: Tensor, loss: str = "sum") -> Tensor:
+    """(B, P): one recurrent-parameter gradient per column of ``scales`` (T, B), all from
+    a single batched backward.
+
+    The B rows run the same sequence, so they share every forward value and differ only
+    in how the gradient crosses step boundaries. The per-row gradient is assembled from
+    per-step deltas: dW_hh = sum_t delta_t h_{t-1}^T, db_hh = sum_t delta_t,
+    dW_ih = sum_t delta^x_t x_t^T, db_ih = sum_t delta^x_t (delta^x = dL/dx_proj_t).
+    """
+    rnn, T = probe.model.rnn, probe.seq_len
+    B = scales.shape[1]
+    inputs, targets = probe.inputs.expand(B, -1), probe.targets.expand(B, -1)
+    logits, traces = unroll(probe.model, inputs, boundary_scale=scales,
+                            perturb_layers=range(rnn.num_layers))
+    copies = [c for tr in traces for c in tr.b_copies + tr.x_copies]
+    grads = torch.autograd.grad(sequence_loss(logits, targets, loss), copies)
+    parts = {}
+    layer_in = probe.model.embedding(probe.inputs)[0].detach()          # (T, I)
+    for layer, tr in enumerate(traces):
+        base = 2 * T * layer
+        d_rec = torch.stack(grads[base:base + T])                      # (T, B, G*H)
+        d_x = torch.stack(grads[base + T:base + 2 * T])
+        h_prev = torch.stack([tr.prev_state(t)[0][0] for t in range(T)]).detach()
+        parts[f"weight_ih_l{layer}"] = torch.einsum("tbg,ti->bgi", d_x, layer_in)
+        parts[f"weight_hh_l{layer}"] = torch.einsum("tbg,th->bgh", d_rec, h_prev)
+        parts[f"bias_ih_l{layer}"] = d_x.sum(0)
+        parts[f"bias_hh_l{layer}"] = d_rec.sum(0)
+        layer_in = torch.stack(tr.h)[:, 0].detach()
+    return torch.cat([parts[name].reshape(B, -1) for name, _ in rnn.named_parameters()], 1)
+
+
 def randomized_truncation_grads(probe: Probe, prob: float, draws: int, seed: int = 0
                                 ) -> Tensor:
     """(draws, P) gradients, one randomized-truncation draw per row."""
     gen = torch.Generator().manual_seed(seed)
-    return torch.stack([rnn_param_grad(probe, randomized_truncation_scale(
-        probe.seq_len, prob, gen)) for _ in range(draws)])
+    return batched_param_grads(probe, randomized_truncation_scale(probe.seq_len, prob,
+                                                                  draws, gen))
 
 
-def _cos(a: Tensor, b: Tensor) -> float:
-    denom = float(a.norm() * b.norm())
-    return float(a @ b) / denom if denom > 0 else math.nan
+def _cos(a: Tensor, b: Tensor) -> Tensor:
+    return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1e-300)
 
 
 def truncation_bias(probe: Probe, truncation_lens: Sequence[int] | None = None,
@@ -826,46 +931,40 @@ def truncation_bias(probe: Probe, truncation_lens: Sequence[int] | None = None,
     """Truncated vs full-BPTT gradient of the recurrent parameters on the same sequence.
 
     Rows ``scheme="regular"`` for k = 1, 2, 4, ..., T: cosine, rel_norm (||g_k||/||g||),
-    rel_error (||g_k - g||/||g||). Rows ``scheme="randomized"`` per p: cosine and
-    rel_error of the mean over ``draws`` (unbiased: both go to 1 and 0 as draws grow),
-    mean_cosine / mean_rel_error per draw, and rel_std = sqrt(mean ||g_i - mean||^2)/||g||
-    (the spread of a single draw).
+    rel_error (||g_k - g||/||g||). Rows ``scheme="randomized"`` per p: cosine, rel_norm
+    and rel_error of the mean over ``draws`` (unbiased: they tend to 1, 1 and 0 as draws
+    grow), mean_cosine / mean_rel_error of single draws, and rel_std =
+    sqrt(mean ||g_i - mean||^2) / ||g|| (the spread of one draw).
     """
     T = probe.seq_len
     if truncation_lens is None:
         truncation_lens = sorted({2 ** i for i in range(int(math.log2(T)) + 1)} | {T})
-    full = rnn_param_grad(probe)
-    full_norm = float(full.norm())
-    rows = []
     for k in truncation_lens:
-        if not 1 <= int(k) <= T:
-            raise GradFlowError(f"truncation length must be in 1..{T}, got {k}")
-        g = rnn_param_grad(probe, regular_truncation_scale(T, int(k)))
-        rows.append(dict(scheme="regular", truncation_len=int(k), prob=math.nan,
-                         draws=1, cosine=_cos(g, full), rel_norm=float(g.norm()) / full_norm,
-                         rel_error=float((g - full).norm()) / full_norm))
-    gen = torch.Generator().manual_seed(seed)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= T:
+            raise GradFlowError(f"truncation length must be an integer in 1..{T}, got {k}")
     for p in probs:
         if not 0.0 < p <= 1.0:
             raise GradFlowError(f"truncation probability must be in (0, 1], got {p}")
-        total = torch.zeros_like(full)
-        total_sq = 0.0
-        cosines, errors = [], []
-        for _ in range(draws):
-            g = rnn_param_grad(probe, randomized_truncation_scale(T, p, gen))
-            total += g
-            total_sq += float(g @ g)
-            cosines.append(_cos(g, full))
-            errors.append(float((g - full).norm()) / full_norm)
-        mean = total / draws
-        spread = max(total_sq / draws - float(mean @ mean), 0.0)
+    scales = torch.tensor([regular_truncation_scale(T, int(k)) for k in truncation_lens]
+                          + [[1.0] * T], dtype=torch.float64).T
+    grads = batched_param_grads(probe, scales)
+    full, grads = grads[-1], grads[:-1]
+    full_norm = float(full.norm())
+    rows = [dict(scheme="regular", truncation_len=int(k), prob=math.nan, draws=1,
+                 cosine=float(_cos(g, full)), rel_norm=float(g.norm()) / full_norm,
+                 rel_error=float((g - full).norm()) / full_norm)
+            for k, g in zip(truncation_lens, grads)]
+    gen = torch.Generator().manual_seed(seed)
+    for p in probs:
+        g = batched_param_grads(probe, randomized_truncation_scale(T, float(p), draws, gen))
+        mean = g.mean(0)
         rows.append(dict(scheme="randomized", truncation_len=math.nan, prob=float(p),
-                         draws=draws, cosine=_cos(mean, full),
+                         draws=draws, cosine=float(_cos(mean, full)),
                          rel_norm=float(mean.norm()) / full_norm,
                          rel_error=float((mean - full).norm()) / full_norm,
-                         mean_cosine=float(np.mean(cosines)),
-                         mean_rel_error=float(np.mean(errors)),
-                         rel_std=math.sqrt(spread) / full_norm))
+                         mean_cosine=float(_cos(g, full[None]).mean()),
+                         mean_rel_error=float(((g - full).norm(dim=1) / full_norm).mean()),
+                         rel_std=float((g - mean).pow(2).sum(1).mean().sqrt()) / full_norm))
     return pd.DataFrame(rows)
 
 
@@ -876,17 +975,20 @@ CLIP_COLUMNS = ["step", "grad_norm", "clip_threshold", "clipped"]
 
 
 def clipping_frame(records: Iterable, clip_threshold: float | None = None) -> pd.DataFrame:
-    """Step records (objects or dicts with ``step``, ``grad_norm`` = pre-clip global norm,
-    ``clipped``, optionally ``clip``/``clip_threshold``) -> DataFrame with CLIP_COLUMNS.
-    ``clipped`` missing is derived as grad_norm > clip_threshold."""
+    """Step records (``trainer.StepRecord`` objects or dicts with ``step``, ``grad_norm`` =
+    pre-clip global norm, ``clipped``, optionally ``clip_threshold``/``clip_norm``) ->
+    DataFrame with CLIP_COLUMNS. The threshold is the record's own or ``clip_threshold``
+    (the run's ``TrainConfig.clip_norm``; 0 = clipping off -> nan). A missing ``clipped``
+    is derived as grad_norm > threshold."""
     rows = []
     for i, rec in enumerate(records):
         get = rec.get if isinstance(rec, dict) else (lambda k, d=None, r=rec: getattr(r, k, d))
         norm = get("grad_norm")
         if norm is None:
             raise GradFlowError(f"step record {i} has no grad_norm")
-        threshold = get("clip_threshold", get("clip", clip_threshold))
+        threshold = get("clip_threshold", get("clip_norm", None))
         threshold = clip_threshold if threshold is None else threshold
+        threshold = None if threshold is not None and float(threshold) <= 0 else threshold
         clipped = get("clipped")
         if clipped is None:
             clipped = threshold is not None and float(norm) > float(threshold)
@@ -925,8 +1027,9 @@ def load_step_records(path: str | Path, clip_threshold: float | None = None) -> 
         raise GradFlowError(f"{path} is not valid JSON: {exc.msg}") from None
     if not isinstance(records, list):
         raise GradFlowError(f"{path}: step records must be a list")
-    threshold = clip_threshold
-    return clipping_frame(records, threshold)
+    if clip_threshold is None and path.name == "meta.json" and isinstance(data, dict):
+        clip_threshold = (data.get("train_config") or {}).get("clip_norm")
+    return clipping_frame(records, clip_threshold)
 
 
 # --------------------------------------------------------------------------------------

@@ -515,6 +515,9 @@ class JobManager:
         job.thread.start()
 
     def _run(self, job: _Job, build) -> None:
+        if self.torch_threads:
+            # OpenMP's thread count is per calling thread: set it in the training thread
+            torch.set_num_threads(self.torch_threads)
         try:
             trainer = build()
             job.trainer = trainer

@@ -57,7 +57,7 @@ import json
 import os
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 PING, ZE, FREE = "平", "仄", "中"

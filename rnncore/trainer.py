@@ -83,10 +83,9 @@ import copy
 import dataclasses
 import math
 import os
-import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -183,10 +182,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise bad(f"{name} must be a positive number, got {value!r}")
-        for name in ("momentum", "min_lr_ratio"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0 + (name == "min_lr_ratio"):
-                raise bad(f"{name} must be in [0, 1], got {value!r}")
+        if not isinstance(self.momentum, (int, float)) or not 0.0 <= self.momentum < 1.0:
+            raise bad(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if not isinstance(self.min_lr_ratio, (int, float)) or not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise bad(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
         if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
             raise bad(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not isinstance(self.clip_norm, (int, float)) or not self.clip_norm >= 0 \
@@ -199,14 +198,12 @@ class TrainConfig:
             raise bad(f"max_minutes must be a positive number, got {self.max_minutes!r}")
         if self.max_steps is None and self.max_minutes is None and self.patience == 0:
             raise bad("set max_steps, max_minutes or patience: otherwise training never stops")
+        if self.patience and not self.eval_every:
+            raise bad("early stopping (patience) needs eval_every > 0")
         if self.lr_schedule == "cosine" and self.max_steps is None:
             raise bad("lr_schedule 'cosine' needs max_steps (the length of the decay)")
         if self.out_dir is not None:
             self.out_dir = str(self.out_dir)
-
-    @property
-    def backprop_len(self) -> int:
-        return self.truncation_len
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -295,24 +292,32 @@ class TrainResult:
     best_val_loss: float | None
     checkpoint: str | None
     nonfinite_steps: int
+    world_size: int = 1
+    replica_max_diff: float = 0.0  # data parallel: max |w - w_rank0| at the end
     history: list[StepRecord] = field(default_factory=list)
     evals: list[EvalRecord] = field(default_factory=list)
 
     def summary(self) -> dict:
         """JSON-ready summary (what ``train --json`` prints)."""
         ev = self.final_eval
+
+        def num(x):  # JSON has no NaN/inf
+            return x if x is None or math.isfinite(x) else None
+
         return {
             "steps": self.steps,
             "stop_reason": self.stop_reason,
             "elapsed_s": round(self.elapsed_s, 3),
             "chars_per_s": round(self.tokens_per_s, 1),
-            "train_loss": self.train_loss,
-            "val_loss": ev.val_loss if ev else None,
-            "val_bpc": ev.val_bpc if ev else None,
-            "val_perplexity": ev.val_perplexity if ev else None,
-            "best_val_loss": self.best_val_loss,
+            "train_loss": num(self.train_loss),
+            "val_loss": num(ev.val_loss if ev else None),
+            "val_bpc": num(ev.val_bpc if ev else None),
+            "val_perplexity": num(ev.val_perplexity if ev else None),
+            "best_val_loss": num(self.best_val_loss),
             "nonfinite_steps": self.nonfinite_steps,
             "checkpoint": self.checkpoint,
+            "world_size": self.world_size,
+            "replica_max_diff": self.replica_max_diff,
         }
 
 
@@ -380,6 +385,8 @@ def window_loss(model: CharRNN, inputs: Tensor, targets: Tensor, state: State | 
     state = detach_state(state)
     first_loss = W - loss_len
     carry = state
+    if keep_factors is not None:
+        keep_factors = keep_factors.to(inputs.device)
     # the same computation as CharRNN.forward, with the embedding and the head applied once
     # to the whole window and the recurrent layer in pieces (or single steps)
     emb = model.embedding(inputs)
@@ -390,7 +397,7 @@ def window_loss(model: CharRNN, inputs: Tensor, targets: Tensor, state: State | 
     outputs, h = [], state
     for lo, hi in bounds:
         if keep_factors is not None and lo > 0:
-            h = scale_state_grad(h, keep_factors[lo].to(inputs.device))
+            h = scale_state_grad(h, keep_factors[lo])
         out, h = model.rnn(emb[:, lo:hi], h)
         if hi > first_loss:
             outputs.append(out[:, max(0, first_loss - lo):])
@@ -539,21 +546,6 @@ def profile_step_breakdown(model: CharRNN, inputs: Tensor, targets: Tensor, *,
 CallbackSpec = Any  # an object with on_step/on_eval/on_checkpoint methods, or a dict of them
 RESUME_OVERRIDABLE = ("max_steps", "max_minutes", "device", "out_dir", "checkpoint_every",
                       "keep_last", "eval_every", "eval_max_poems", "patience")
-
-
-def _state_finite(state: State | None) -> bool:
-    if state is None:
-        return True
-    parts = state if isinstance(state, tuple) else (state,)
-    return all(bool(torch.isfinite(s).all()) for s in parts)
-
-
-def _state_to(state: State | None, device) -> State | None:
-    if state is None:
-        return None
-    if isinstance(state, (tuple, list)):
-        return tuple(s.to(device) for s in state)
-    return state.to(device)
 
 
 class Trainer:
@@ -989,6 +981,9 @@ class Trainer:
             if path:
                 emit("on_checkpoint", path)
         self._run_elapsed = time.perf_counter() - self._run_start
+        from rnncore.distributed import max_replica_difference
+
+        replica_diff = max_replica_difference(self.model, self.dist)
         tokens = sum(r.tokens for r in history)
         good = [r for r in history if not r.skipped]
         train_loss = (sum(r.loss * r.tokens for r in good[-50:]) /
@@ -998,4 +993,5 @@ class Trainer:
             tokens_per_s=tokens / max(self._run_elapsed, 1e-9), train_loss=train_loss,
             final_eval=self._last_eval, best_val_loss=self.best_val_loss,
             checkpoint=self.last_checkpoint, nonfinite_steps=self.nonfinite_steps,
+            world_size=self.dist.world_size, replica_max_diff=replica_diff,
             history=history, evals=evals)

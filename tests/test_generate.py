@@ -341,3 +341,46 @@ def test_cli_errors(checkpoint_dir, capsys, argv, message):
     rc = main(["generate", "--checkpoint", str(checkpoint_dir)] + argv)
     err = capsys.readouterr().err
     assert rc == 2 and message in err and "Traceback" not in err
+
+
+def test_fast_lstm_step_matches_model_step(vocab):
+    torch.manual_seed(4)
+    cfg = ModelConfig(cell="lstm", vocab_size=len(vocab), embedding_dim=12, hidden_size=20,
+                      num_layers=2)
+    model = CharRNN(cfg).eval()
+    assert G._LSTMStepper.supports(model)
+    assert not G._LSTMStepper.supports(_model(vocab, cell="gru"))
+    fast = G._LSTMStepper(model)
+    with torch.no_grad():
+        state = model.init_state(3)
+        ref_state = state
+        for tokens in torch.randint(4, len(vocab), (6, 3)):
+            logits, state = fast(tokens, state)
+            ref_logits, ref_state = model.step(tokens, ref_state)
+            assert torch.allclose(logits, ref_logits, atol=1e-5)
+            assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(state, ref_state))
+
+
+def test_fast_step_cache_follows_weight_updates(vocab):
+    model = _model(vocab, seed=6)
+    first = G._LSTMStepper(model)
+    assert G._LSTMStepper(model).layers is first.layers  # reused while weights are unchanged
+    with torch.no_grad():
+        model.rnn.weight_hh_l0.add_(0.5)  # in-place update, like an optimizer step
+    fresh = G._LSTMStepper(model)
+    assert fresh.layers is not first.layers
+    tokens, state = torch.tensor([5, 6]), model.init_state(2)
+    with torch.no_grad():
+        logits, _ = fresh(tokens, state)
+        ref, _ = model.step(tokens, state)
+    assert torch.allclose(logits, ref, atol=1e-5)
+
+
+def test_probability_figure(model, vocab):
+    from rnncore.plots import poem_probability_figure
+
+    poem = _gen(model, vocab, form="wujue", seed=1)[0]
+    fig = poem_probability_figure(poem.lines, poem.probs)
+    heat = fig.data[0]
+    assert [list(r) for r in heat.text] == [list(line) for line in poem.lines]
+    assert heat.z[2][3] == pytest.approx(poem.probs[2 * 6 + 3])

@@ -114,9 +114,11 @@ def test_lr_schedules_match_torch_schedulers():
 # ----------------------------------------------------------------------------- gradients
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_full_bptt_gradient_equals_reference(cell):
-    """Padded whole poems, pad excluded: bptt engine == torch's own kernels + autograd."""
-    model = tiny_model(cell)
+@pytest.mark.parametrize("engine", ["bptt", "autograd"])
+def test_full_bptt_gradient_equals_reference(cell, engine):
+    """Padded whole poems, pad excluded: each engine == torch's own kernels + autograd,
+    one unpadded poem at a time."""
+    model = tiny_model(cell, engine=engine)
     ref = copy_with_engine(model, "native")
     seqs = [[2, 5, 6, 7, 8, 9, 3], [2, 10, 11, 3], [2, 4, 4, 5, 3]]
     batch = D.collate_poems(seqs)
@@ -477,3 +479,20 @@ def test_profile_step_breakdown():
     assert 0 < out["rnn_share"] + out["head_share"] <= 1.0
     assert out["chars_per_s"] == pytest.approx(48 / out["total_s"])
     assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_run_resumes_on_cpu(prepared, tmp_path):
+    """device="auto" picks CUDA; its checkpoint holds CPU tensors, loads and resumes on CPU."""
+    from rnncore.checkpoint import load_checkpoint
+
+    trainer = make_trainer(prepared, device="auto", max_steps=3, out_dir=str(tmp_path / "g"))
+    assert trainer.device.type == "cuda"
+    trainer.run()
+    ckpt = load_checkpoint(tmp_path / "g", map_location="cpu")
+    assert all(t.device.type == "cpu" for t in ckpt.model.state_dict().values())
+    resumed = Trainer.resume(tmp_path / "g", {"device": "cpu", "max_steps": 5}, data=prepared)
+    result = resumed.run()
+    assert resumed.device.type == "cpu" and result.steps == 5
+    assert all(math.isfinite(r.loss) for r in result.history)

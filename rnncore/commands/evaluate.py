@@ -10,7 +10,6 @@ become ``<unk>`` and are counted in the output.
 from __future__ import annotations
 
 import json
-import sys
 
 
 def register(subparsers) -> None:

@@ -11,6 +11,7 @@ import argparse
 import datetime as _dt
 import json
 import sys
+import time
 from pathlib import Path
 
 # flag -> (config, field); None defaults mean "the dataclass default"
@@ -94,19 +95,33 @@ def _check_out_dir(out: Path) -> None:
 
 
 class _Progress:
-    """tqdm bar on stderr: steps with rate and ETA, loss/bpc/lr in the postfix."""
+    """tqdm bar on stderr with rate and ETA: over steps, or over the wall-clock budget when
+    ``--max-minutes`` is set (then the step count goes into the postfix)."""
 
-    def __init__(self, total: int | None, initial: int) -> None:
+    def __init__(self, max_steps: int | None, max_minutes: float | None, initial: int) -> None:
         from tqdm import tqdm
 
         self._tqdm = tqdm
-        self.bar = tqdm(total=total, initial=initial, unit="step", file=sys.stderr,
-                        dynamic_ncols=True, smoothing=0.1)
+        self.by_time = max_minutes is not None
+        total = round(max_minutes * 60, 1) if self.by_time else max_steps
+        self.bar = tqdm(total=total, initial=0 if self.by_time else initial,
+                        unit="s" if self.by_time else "step", file=sys.stderr,
+                        dynamic_ncols=True, smoothing=0.1,
+                        bar_format=None if not self.by_time else
+                        "{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]")
+        self._start = time.perf_counter()  # the budget counts from (about) now
 
     def on_step(self, rec) -> None:
-        self.bar.update(1)
-        self.bar.set_postfix(loss=f"{rec.loss:.3f}", bpc=f"{rec.bpc:.3f}", lr=f"{rec.lr:.2g}",
-                             cps=f"{rec.tokens_per_s:.0f}", refresh=False)
+        if self.by_time:
+            done = min(time.perf_counter() - self._start, self.bar.total)
+            self.bar.update(done - self.bar.n)
+        else:
+            self.bar.update(1)
+        post = dict(loss=f"{rec.loss:.3f}", bpc=f"{rec.bpc:.3f}", lr=f"{rec.lr:.2g}",
+                    cps=f"{rec.tokens_per_s:.0f}")
+        if self.by_time:
+            post = {"step": rec.step, **post}
+        self.bar.set_postfix(post, refresh=False)
         if rec.event:
             self._tqdm.write(f"step {rec.step}: {rec.event}", file=sys.stderr)
 
@@ -174,7 +189,8 @@ def run(args) -> int:
             if args.no_progress:
                 callbacks.append(_Quiet())
             else:
-                progress = _Progress(trainer.cfg.max_steps, trainer.step)
+                progress = _Progress(trainer.cfg.max_steps, trainer.cfg.max_minutes,
+                                     trainer.step)
                 callbacks.append(progress)
             if not args.json:
                 m = trainer.model
@@ -190,8 +206,7 @@ def run(args) -> int:
             if progress is not None:
                 progress.close()
         if ctx.is_main:
-            summary = {**result.summary(), "out": str(out), "device": str(trainer.device),
-                       "world_size": ctx.world_size}
+            summary = {**result.summary(), "out": str(out), "device": str(trainer.device)}
             if args.json:
                 print(json.dumps(summary, ensure_ascii=False))
             else:

@@ -1,0 +1,71 @@
+"""``python -m benchmarks [--quick] [--device cpu|cuda] [--out benchmarks/results]``.
+
+Runs the measurements of benchmarks/measure*.py, checks the targets and writes a report
+(a new directory per run; see benchmarks/README.md). User errors print ``error: ...`` and
+exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+SECTIONS = ("layers", "bptt", "convergence")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks",
+                                description="Measure rnncore's layers and BPTT strategies.")
+    p.add_argument("--quick", action="store_true", help="tiny sizes (smoke test, ~1 min)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--out", default="benchmarks/results", help="parent directory of the runs")
+    p.add_argument("--sections", default=",".join(SECTIONS),
+                   help=f"comma-separated subset of {','.join(SECTIONS)} "
+                        "(fidelity runs with convergence)")
+    p.add_argument("--cells", default=None, help="comma-separated subset of lstm,gru,rnn")
+    p.add_argument("--train-seconds", type=float, default=None,
+                   help="training budget per strategy in the convergence section")
+    p.add_argument("--no-png", action="store_true", help="HTML figures only")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from benchmarks.config import BenchConfig
+        from benchmarks.report import run_benchmark, write_report
+
+        sections = tuple(s.strip() for s in args.sections.split(",") if s.strip())
+        bad = [s for s in sections if s not in SECTIONS]
+        if bad or not sections:
+            raise ValueError(f"unknown section(s) {bad}; choose from {','.join(SECTIONS)}")
+        overrides = {"device": args.device}
+        if args.cells:
+            overrides["cells"] = tuple(c.strip() for c in args.cells.split(",") if c.strip())
+        if args.train_seconds is not None:
+            if not args.train_seconds > 0:
+                raise ValueError("--train-seconds must be positive")
+            overrides["train_seconds"] = args.train_seconds
+        cfg = BenchConfig.preset(args.quick, **overrides)
+        t0 = time.perf_counter()
+
+        def progress(msg: str) -> None:
+            print(f"[{time.perf_counter() - t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+        results = run_benchmark(cfg, sections, progress)
+        run_dir = write_report(results, args.out, png=not args.no_png)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for t in results["targets"]:
+        meas = "n/a" if t["measured"] is None else f"{t['measured']:.3f}"
+        print(f"{t['status']:>4}  {t['target']}: {meas} ({t['limit']})")
+    print(f"report written to {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
