@@ -80,9 +80,9 @@ class BenchConfig:
             base = dict(
                 quick=True, layer_sizes=QUICK_LAYER_SIZES, warmup=1, repeats=2, matmul_size=256,
                 bptt_batch=2, bptt_embedding=16, bptt_hidden=32, bptt_vocab=32,
-                seq_lens=(16, 64), truncations=(8, 16), uneven_truncation=(8, 16),
-                bptt_repeats=1, memory_seq_lens=(32, 64, 128), fidelity_seq_len=32,
-                train_seconds=1.5, train_seq_len=32, train_batch=8, eval_every_seconds=0.5,
+                seq_lens=(16, 32), truncations=(4, 8), uneven_truncation=(4, 8),
+                bptt_repeats=1, memory_seq_lens=(16, 64), fidelity_seq_len=16,
+                train_seconds=1.0, train_seq_len=16, train_batch=8, eval_every_seconds=0.5,
             )
         else:
             base = {}

@@ -77,30 +77,45 @@ def cpu_peak_from_events(events: list[tuple[int, int]]) -> int:
     return peak
 
 
-def peak_memory(fn: Callable[[], object], device: str | torch.device) -> int:
-    """Peak bytes allocated by torch during ``fn()`` above what was allocated before it.
+def memory_profile(fn: Callable[[], object], device: str | torch.device) -> dict:
+    """Bytes torch allocates while ``fn()`` runs, relative to what was allocated before:
+    ``peak_bytes`` (the most in use at any moment) and ``retained_bytes`` (still in use
+    when ``fn`` returns, with its return value alive, e.g. the activations a forward keeps
+    for the backward).
 
-    CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``.
-    CPU: torch has no allocator statistics, so ``fn`` runs under ``torch.profiler`` with
-    ``profile_memory=True``; every allocation/free is a ``[memory]`` event with a signed byte
-    count, and the peak is the running maximum of their time-ordered cumulative sum
-    (``cpu_peak_from_events``). Only torch tensors are counted (not Python objects).
+    CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, and
+    ``memory_allocated``. CPU: torch has no allocator statistics, so ``fn`` runs under
+    ``torch.profiler`` with ``profile_memory=True``; every allocation/free is a ``[memory]``
+    event with a signed byte count, the peak is the running maximum of their time-ordered
+    cumulative sum (``cpu_peak_from_events``) and the retained bytes their total. Only
+    torch tensors are counted (not Python objects).
     """
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
-        fn()
+        result = fn()
         torch.cuda.synchronize()
-        return int(torch.cuda.max_memory_allocated(device) - base)
+        out = {"peak_bytes": int(torch.cuda.max_memory_allocated(device) - base),
+               "retained_bytes": int(torch.cuda.memory_allocated(device) - base)}
+        del result
+        return out
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
+        result = fn()
+    del result
     events = [(e.start_ns(), int(e.nbytes())) for e in prof.profiler.kineto_results.events()
               if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU]
-    return cpu_peak_from_events(events)
+    return {"peak_bytes": cpu_peak_from_events(events),
+            "retained_bytes": sum(n for _, n in events)}
+
+
+def peak_memory(fn: Callable[[], object], device: str | torch.device) -> int:
+    """Peak bytes allocated by torch during ``fn()`` above what was allocated before it
+    (see ``memory_profile``)."""
+    return memory_profile(fn, device)["peak_bytes"]
 
 
 # --- machine -----------------------------------------------------------------------------

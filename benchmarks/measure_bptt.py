@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from benchmarks.measure import GATES, median, peak_memory, synchronize, time_once
+from benchmarks.measure import median, memory_profile, peak_memory, synchronize, time_once
 
 FLOAT_BYTES = 4
 
@@ -163,15 +163,16 @@ def layer_floats_per_step(cell: str, hidden_size: int) -> int:
 
 def analytic_activation_bytes(cell: str, batch: int, seq_len: int, embedding_dim: int,
                               hidden_size: int, vocab_size: int) -> dict:
-    """Activation memory full BPTT of the layer + head model must hold at the end of the
-    forward, per the minimal bookkeeping (float32):
+    """Activation memory full BPTT of the layer + head model must keep from the forward for
+    the backward, per the minimal bookkeeping (float32):
 
         per step and row:  E (embedded input, for dW_ih)  +  layer (see
-        ``layer_floats_per_step``)  +  2 V (logits, and the log-softmax the loss keeps)
+        ``layer_floats_per_step``)  +  V (the log-softmax the loss keeps)
 
-    The measured peak also holds transients (e.g. the logits' gradient, V per step, at the
-    start of the backward), so a measured/analytic slope between 1 and 1.5 is expected."""
-    per_row = embedding_dim + layer_floats_per_step(cell, hidden_size) + 2 * vocab_size
+    (the logits themselves are freed once the loss is formed). The measured *peak* also
+    holds the backward's working set (e.g. the gates' gradients for all steps, which the
+    sequence-level backward keeps to form dW_hh in one GEMM), so it can exceed this."""
+    per_row = embedding_dim + layer_floats_per_step(cell, hidden_size) + vocab_size
     per_step = batch * per_row * FLOAT_BYTES
     return {"per_step_bytes": per_step, "total_bytes": per_step * seq_len,
             "layer_per_step_bytes": batch * layer_floats_per_step(cell, hidden_size) * FLOAT_BYTES}
@@ -221,7 +222,18 @@ def measure_step(cell: str, strategy: Strategy, seq_len: int, *, batch: int,
                                              hidden_size, vocab_size)
         row["analytic_bytes"] = analytic["total_bytes"]
         row["analytic_per_step_bytes"] = analytic["per_step_bytes"]
+        if strategy.kind == "full":
+            row["retained_bytes"] = forward_retained_bytes(model, x, y, device)
     return row
+
+
+def forward_retained_bytes(model, x: Tensor, y: Tensor, device: str) -> int:
+    """Memory the full-BPTT forward (and loss) of the whole sequence leaves allocated for
+    the backward: the measured counterpart of ``analytic_activation_bytes``."""
+    from rnncore.trainer import window_loss
+
+    model.zero_grad(set_to_none=True)
+    return memory_profile(lambda: window_loss(model, x, y, None), device)["retained_bytes"]
 
 
 def flat_grad(model) -> Tensor:

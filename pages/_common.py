@@ -3,6 +3,7 @@ poem HTML view. Display only -- every computation lives in ``rnncore``."""
 from __future__ import annotations
 
 import html
+import threading
 import uuid
 
 import streamlit as st
@@ -30,6 +31,28 @@ def configure_torch() -> int:
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up_generation() -> threading.Thread:
+    """Once per server: load the bundled model and write one poem in the background, so
+    the Generate page's first poem comes from warm caches (``load_default_model`` and the
+    per-vocabulary rhyme/tone tables are cached inside ``rnncore``)."""
+    def work() -> None:
+        import torch
+
+        from rnncore.generate import GenerationConfig, generate, load_default_model
+
+        torch.set_num_threads(default_torch_threads())  # per thread, see configure_torch
+        try:
+            ckpt = load_default_model()
+            generate(ckpt.model, ckpt.vocab, GenerationConfig(form="qilv", num=1))
+        except (ValueError, OSError):
+            pass  # the Generate page reports a missing or broken model itself
+
+    thread = threading.Thread(target=work, daemon=True, name="rnncore-warm-up")
+    thread.start()
+    return thread
 
 
 @st.cache_resource(show_spinner=False)
@@ -62,7 +85,7 @@ POEM_CSS = """
 .rc-poem { font-family: "Noto Serif CJK TC", "Noto Serif CJK SC", "Noto Sans CJK TC",
            "Noto Sans CJK SC", serif; font-size: 1.45rem; line-height: 2.0rem;
            letter-spacing: 0.12em; margin: 0.4rem 0 0.8rem 0; }
-.rc-poem.rc-vertical { writing-mode: vertical-rl; height: 15.5em; line-height: 2.4rem;
+.rc-poem.rc-vertical { writing-mode: vertical-rl; height: 10.5em; line-height: 2.4rem;
            overflow-x: auto; max-width: 100%; }
 .rc-poem span.rc-c { border-radius: 3px; padding: 0 1px; }
 .rc-poem span.rc-locked { text-decoration: underline dotted; }

@@ -1,9 +1,11 @@
 """Gradient Flow: how dL/dh_t and dh_T/dh_k behave in RNN, LSTM and GRU on one poem."""
 import math
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
+from pages._common import job_manager, session_id
 from rnncore import gradflow as G
 from rnncore import plots
 
@@ -12,8 +14,9 @@ CELLS = ("rnn", "lstm", "gru")
 st.title("Gradient flow through time")
 st.markdown(
     "Every chart below is measured on models built with the settings here (fresh, untrained "
-    "weights: the textbook situation at the start of training), all reading the same Tang "
-    "poem. The probes run in float64 so tiny gradients at long lags stay visible.")
+    "weights: the textbook situation at the start of training) and, if you pick one, a "
+    "trained model, all reading the same Tang poem. The probes run in float64 so tiny "
+    "gradients at long lags stay visible.")
 
 c1, c2, c3, c4, c5 = st.columns(5)
 hidden = c1.select_slider("Hidden size", [16, 32, 64, 128], 32, key="gf_hidden")
@@ -25,22 +28,30 @@ base = dict(hidden_size=int(hidden), seq_len=int(seq_len), poem_index=int(poem),
             seed=int(seed), embedding_dim=32)
 
 
+def _summary(probe) -> dict:
+    norms = G.hidden_grad_norms(probe, losses=("last", "sum"))
+    jac = G.jacobian_norms(probe)
+    entry = {"cell": probe.cell, "chars": list(probe.chars), "norms": norms, "jac": jac.frame,
+             "slope": jac.slope, "vanish_lag": jac.vanish_lag,
+             "activations": G.activations(probe).values}
+    if probe.cell != "rnn":
+        entry["gates"] = G.gate_stats(probe)
+        entry["gate_check"] = G.gate_path_check(probe)
+    return entry
+
+
 @st.cache_data(show_spinner="Running the probes (RNN, LSTM, GRU) ...", max_entries=16)
 def cell_probes(settings: dict) -> dict:
     """Everything per cell that does not depend on the sliders below."""
-    out = {}
-    for cell in CELLS:
-        probe = G.prepare(G.GradFlowConfig(cell=cell, **settings))
-        norms = G.hidden_grad_norms(probe, losses=("last", "sum"))
-        jac = G.jacobian_norms(probe)
-        entry = {"chars": list(probe.chars), "norms": norms, "jac": jac.frame,
-                 "slope": jac.slope, "vanish_lag": jac.vanish_lag,
-                 "activations": G.activations(probe).values}
-        if cell != "rnn":
-            entry["gates"] = G.gate_stats(probe)
-            entry["gate_check"] = G.gate_path_check(probe)
-        out[cell] = entry
-    return out
+    return {cell: _summary(G.prepare(G.GradFlowConfig(cell=cell, **settings)))
+            for cell in CELLS}
+
+
+@st.cache_data(show_spinner="Probing the trained model ...", max_entries=8)
+def trained_probe(settings: dict, checkpoint: str, _stamp: str) -> dict:
+    """The same probes on a trained checkpoint (its own cell and sizes, same poem)."""
+    keep = {k: settings[k] for k in ("seq_len", "poem_index", "seed")}
+    return _summary(G.prepare(G.GradFlowConfig(checkpoint=checkpoint, **keep)))
 
 
 @st.cache_data(show_spinner="Rescaling W_hh and measuring ...", max_entries=64)
@@ -60,11 +71,32 @@ def truncation_probe(settings: dict, cell: str, draws: int):
     return G.truncation_bias(probe, probs=(0.5, 0.75, 0.9), draws=draws, seed=settings["seed"])
 
 
+# an optional trained model next to the fresh ones (the bundled one or a run of this session)
+trained_choices = {}
+try:
+    from rnncore.generate import default_model_path
+
+    if (default_model_path() / "meta.json").is_file():
+        trained_choices["the bundled model"] = str(default_model_path())
+except ImportError:
+    pass
+for info in job_manager().list_checkpoints(session_id()):
+    trained_choices[info.describe()] = info.path
+trained_pick = st.selectbox("Also probe a trained model", ["(none)"] + list(trained_choices),
+                            key="gf_trained")
+
 try:
     probes = cell_probes(base)
-except (G.GradFlowError, ValueError) as exc:
+    if trained_pick != "(none)":
+        path = trained_choices[trained_pick]
+        stamp = str((Path(path) / "meta.json").stat().st_mtime_ns) \
+            if (Path(path) / "meta.json").is_file() else ""
+        trained = trained_probe(base, path, stamp)
+        probes[f"trained {trained['cell']}"] = trained
+except (G.GradFlowError, ValueError, OSError) as exc:
     st.error(str(exc))
     st.stop()
+SHOWN = tuple(probes)  # the three fresh cells, then the trained model if chosen
 chars = probes["rnn"]["chars"]
 st.caption("Poem: " + "".join(c for c in chars if len(c) == 1))
 
@@ -74,7 +106,7 @@ loss = st.radio("Loss", ["last", "sum"], horizontal=True, key="gf_loss",
                 format_func=lambda k: {"last": "on the last character only",
                                        "sum": "summed over all characters"}[k])
 per_cell = {}
-for cell in CELLS:
+for cell in SHOWN:
     df = probes[cell]["norms"]
     df = df[(df["loss"] == loss) & (df["layer"] == df["layer"].max())].sort_values("t")
     per_cell[cell] = df["grad_norm"].to_numpy()
@@ -98,11 +130,11 @@ else:
 
 # --------------------------------------------------------------------------- 2. lag curves
 st.header("2. How far back a state still matters")
-curves = {c.upper(): (probes[c]["jac"]["lag"], probes[c]["jac"]["norm"]) for c in CELLS}
+curves = {c.upper(): (probes[c]["jac"]["lag"], probes[c]["jac"]["norm"]) for c in SHOWN}
 st.plotly_chart(plots.jacobian_lag_figure(curves), key="gf_lag")
-factors = {c: math.exp(probes[c]["slope"]) for c in CELLS if math.isfinite(probes[c]["slope"])}
+factors = {c: math.exp(probes[c]["slope"]) for c in SHOWN if math.isfinite(probes[c]["slope"])}
 st.markdown(
-    "Each curve is the largest singular value of ∂h_T/∂h_{T−L} = J_T ⋯ J_{T−L+1}, the "
+    "Each curve is the largest singular value of ∂h_T/∂h_(T−L) = J_T ⋯ J_(T−L+1), the "
     "product of per-step Jacobians, against the lag L; on this log axis a straight line "
     "means a constant factor per step, measured here (exp of the fitted slope) as "
     + ", ".join(f"{c.upper()} {f:.3f}" for c, f in factors.items()) + ". "
@@ -135,7 +167,7 @@ st.markdown(
 
 # --------------------------------------------------------------------------- 4. gates
 st.header("4. Forget gate (LSTM) and update gate (GRU)")
-frames = {c: probes[c]["gates"] for c in ("lstm", "gru")}
+frames = {c: probes[c]["gates"] for c in SHOWN if "gates" in probes[c]}
 st.plotly_chart(plots.gate_stats_figure(frames), key="gf_gates")
 err_f = float(probes["lstm"]["gate_check"]["err_diag_gate"].max())
 err_z = float(probes["gru"]["gate_check"]["err_diag_gate"].max())
@@ -147,8 +179,10 @@ st.markdown(
     f"gate sits near 1 that path passes the gradient back unchanged, with no W_hh and no "
     f"tanh′ in between. Here the mean gate is {mean_gate['lstm']:.2f} (LSTM f) and "
     f"{mean_gate['gru']:.2f} (GRU z), so the product of mean gates from the first step to the "
-    f"end is {ret['lstm']:.1e} and {ret['gru']:.1e}: a gated path carries the gradient far "
-    f"only where its gate stays close to 1.")
+    f"end is {ret['lstm']:.1e} and {ret['gru']:.1e}"
+    + "".join(f"; for the {c} model: mean gate {mean_gate[c]:.2f}, product {ret[c]:.1e}"
+              for c in frames if c.startswith("trained"))
+    + ": a gated path carries the gradient far only where its gate stays close to 1.")
 
 # --------------------------------------------------------------------------- 5. truncation
 st.header("5. Truncation bias")
@@ -176,7 +210,7 @@ st.markdown(text)
 # --------------------------------------------------------------------------- 6. activations
 st.header("6. Activations over the poem")
 a1, a2 = st.columns(2)
-acell = a1.radio("Cell", CELLS, horizontal=True, index=1, key="gf_act_cell",
+acell = a1.radio("Cell", SHOWN, horizontal=True, index=1, key="gf_act_cell",
                  format_func=str.upper)
 values = probes[acell]["activations"]
 name = a2.selectbox("Quantity", list(values), key="gf_act_name")

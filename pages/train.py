@@ -54,7 +54,7 @@ with st.expander("Settings", expanded=True):
         clip = st.number_input("Clip gradient norm at (0 = off)", 0.0, 100.0, 1.0, 0.5,
                                key="train_clip")
         optimizer = st.selectbox("Optimizer", ["adam", "sgd"], key="train_optimizer")
-        lr = st.number_input("Learning rate", 1e-5, 5.0, 3e-3, format="%.4f", key="train_lr")
+        lr = st.number_input("Learning rate", 1e-5, 5.0, 1e-2, format="%.4f", key="train_lr")
         batch = st.select_slider("Batch size", [4, 8, 16, 32, 64, 128], 32, key="train_batch")
         budget = st.number_input("Time budget (seconds)", 5, 3600, 30, 5, key="train_budget")
         eval_every = st.number_input("Evaluate (and sample a poem) every N steps", 1, 10_000,
@@ -86,7 +86,7 @@ elif corpus is not None:
                + (f"; {corpus.skipped:,} records skipped" if corpus.skipped else ""))
 
 snap = manager.snapshot(sid)
-b1, b2, b3, _ = st.columns([1, 1, 1, 3])
+b1, b2, b3, _ = st.columns([1, 1, 2, 2])
 start = b1.button("Start training", type="primary", key="train_start",
                   disabled=corpus is None or (snap is not None and snap.active))
 stop = b2.button("Stop", key="train_stop", disabled=snap is None or not snap.active)

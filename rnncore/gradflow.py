@@ -689,7 +689,7 @@ def rho_sweep(probe: Probe, rhos: Sequence[float] = (0.5, 0.75, 1.0, 1.25, 1.5),
     (||dL/dh_0|| / ||dL/dh_{T-1}|| for loss on the last step), mean_deriv (mean f'(a)
     for RNN, mean gate derivative proxy otherwise: mean of 1 - h^2), saturated (fraction
     of |h| > 0.99), textbook ("vanish" if rho < 1, "explode" if rho > 1, else "flat"),
-    observed (from the measured slope), agrees.
+    observed (from the measured slope), agrees, norms (the whole curve, lags 1..T).
     """
     layer = probe.layer_index(layer)
     rows = []
@@ -715,7 +715,8 @@ def rho_sweep(probe: Probe, rhos: Sequence[float] = (0.5, 0.75, 1.0, 1.25, 1.5),
                 linear_slope=math.log(rho), vanish_lag=jac.vanish_lag,
                 grad_ratio=float(g[0] / g[-1]) if g[-1] > 0 else math.nan,
                 mean_deriv=float(np.mean(1 - h ** 2)), saturated=float(np.mean(np.abs(h) > 0.99)),
-                textbook=textbook, observed=observed, agrees=textbook == observed))
+                textbook=textbook, observed=observed, agrees=textbook == observed,
+                norms=norms.tolist()))
             probe.model.load_state_dict(base_state)
     finally:
         probe.model.load_state_dict(base_state)

@@ -33,7 +33,7 @@ import torch
 
 from rnncore import data as D
 from rnncore.model import ModelConfig
-from rnncore.trainer import LN2, TrainConfig, Trainer
+from rnncore.trainer import TrainConfig, Trainer
 
 MAX_STEP_RECORDS = 20_000  # per job; older step records are thinned beyond this
 MAX_SAMPLES = 50
@@ -54,7 +54,7 @@ def device_summary() -> str:
     if torch.cuda.is_available():
         name = torch.cuda.get_device_name(0)
         return f"CUDA GPU ({name}), torch {torch.__version__}"
-    return (f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads), "
+    return (f"CPU ({os.cpu_count()} cores, torch threads: {torch.get_num_threads()}), "
             f"torch {torch.__version__}")
 
 
@@ -194,14 +194,19 @@ class _Job:
         if trainer is None:
             return None
         model = trainer.model
+        if next(model.parameters()).device.type != "cpu":
+            # decoding builds its tensors on the CPU; a copy keeps the GPU model untouched
+            import copy
+
+            model = copy.deepcopy(model).cpu()
         was_training = model.training
         model.eval()
         try:
             cfg = GenerationConfig(form=self.sample_form, seed=step, temperature=0.8)
             poem = generate(model, trainer.vocab, cfg)[0]
             return {"step": step, "text": poem.text, "lines": poem.lines, "note": ""}
-        except ValueError as exc:  # GenerationError: e.g. a vocab without the line marks
-            return {"step": step, "text": "", "lines": [], "note": str(exc)}
+        except (ValueError, RuntimeError) as exc:  # a sample must never stop the training
+            return {"step": step, "text": "", "lines": [], "note": f"no sample: {exc}"}
         finally:
             model.train(was_training)
 
@@ -378,7 +383,8 @@ class JobManager:
               budget_s: float | None = None, label: str = "") -> str:
         """Start training in the background; returns the job id.
 
-        ``budget_s`` sets ``max_minutes`` (default: ``train_config.max_minutes``); ``corpus`` (already loaded) saves reparsing;
+        ``budget_s`` sets ``max_minutes`` (default: ``train_config.max_minutes``);
+        ``corpus`` (already loaded) saves reparsing;
         ``corpus_upload = (filename, bytes)`` is written into the run directory and used as
         the corpus (validated first: a bad file raises ``CorpusError``).
         """
@@ -495,7 +501,8 @@ class JobManager:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         cell = re.sub(r"[^a-z0-9]", "", model_config.cell.lower())
         for _ in range(100):
-            path = self.runs_dir / f"{stamp}-{cell}{model_config.hidden_size}-{uuid.uuid4().hex[:6]}"
+            name = f"{stamp}-{cell}{model_config.hidden_size}-{uuid.uuid4().hex[:6]}"
+            path = self.runs_dir / name
             try:
                 path.mkdir()  # never reuse (and so never touch) an existing run
                 return path

@@ -23,6 +23,10 @@ def _layout(fig: go.Figure, title: str, xaxis: str, yaxis: str, **kw) -> go.Figu
 # step {"step", "elapsed_s", "bpc", "grad_norm", "clipped", "tokens_per_s"},
 # eval {"step", "elapsed_s", "train_bpc", "val_bpc"}; missing keys/None values are skipped.
 
+# top right inside the plot area (a legend above the plot would cover the title)
+_LEGEND_INSIDE = dict(x=0.99, xanchor="right", y=0.99, yanchor="top",
+                      bgcolor="rgba(255,255,255,0.7)")
+
 
 def _series(records, key: str) -> tuple[list, list]:
     pairs = [(r["step"], r[key]) for r in records if r.get(key) is not None]
@@ -54,7 +58,7 @@ def training_loss_figure(steps, evals, smooth: int = 20) -> go.Figure:
         fig.add_scatter(x=ex, y=ey, mode="lines+markers", name="validation",
                         line=dict(color="#ff7f0e", width=2))
     return _layout(fig, "Loss (bits per character)", "step", "bits / char",
-                   legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
+                   legend=_LEGEND_INSIDE)
 
 
 def grad_norm_figure(steps, clip_norm: float | None = None) -> go.Figure:
@@ -73,7 +77,7 @@ def grad_norm_figure(steps, clip_norm: float | None = None) -> go.Figure:
         fig.add_hline(y=clip_norm, line=dict(color="#d62728", dash="dash", width=1),
                       annotation_text=f"clip at {clip_norm:g}", annotation_position="top left")
     return _layout(fig, "Gradient norm (before clipping)", "step", "norm",
-                   legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
+                   legend=_LEGEND_INSIDE)
 
 
 def throughput_figure(steps) -> go.Figure:
@@ -150,14 +154,16 @@ def jacobian_lag_figure(curves: dict, reference: dict | None = None) -> go.Figur
     ``reference``: {label: (lags, values)} drawn dashed (e.g. a bound)."""
     fig = go.Figure()
     for label, (lags, norms) in curves.items():
+        cell = str(label).split()[0].strip(",;:").lower()
         fig.add_scatter(x=list(lags), y=list(norms), mode="lines", name=label,
-                        line=dict(color=CELL_COLORS.get(str(label).split()[0].lower())))
-    for label, (lags, values) in (reference or {}).items():
+                        line=dict(color=CELL_COLORS.get(cell), width=2.5))
+    for (label, (lags, values)), dash in zip((reference or {}).items(),
+                                             ("dash", "dot", "dashdot", "longdash")):
         fig.add_scatter(x=list(lags), y=list(values), mode="lines", name=label,
-                        line=dict(color="#7f7f7f", dash="dash"))
+                        line=dict(color="#7f7f7f", dash=dash))
     fig.update_yaxes(type="log", exponentformat="power")
-    return _layout(fig, "‖∂h_T/∂h_{T−L}‖ vs lag", "lag L (steps back)", "spectral norm (log)",
-                   legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
+    return _layout(fig, "‖∂h_T/∂h_(T−L)‖ vs lag", "lag L (steps back)", "spectral norm (log)",
+                   legend=_LEGEND_INSIDE)
 
 
 def gate_stats_figure(frames: dict) -> go.Figure:
@@ -165,7 +171,7 @@ def gate_stats_figure(frames: dict) -> go.Figure:
     band over units, one colour per cell. ``frames``: {cell: DataFrame}."""
     fig = go.Figure()
     for cell, df in frames.items():
-        color = CELL_COLORS.get(cell, "#333")
+        color = CELL_COLORS.get(cell, "#9467bd")  # e.g. "trained lstm"
         gate = str(df["gate"].iloc[0])
         fig.add_scatter(x=list(df["t"]), y=list(df["q90"]), mode="lines", line=dict(width=0),
                         showlegend=False, hoverinfo="skip", legendgroup=cell)
@@ -179,8 +185,7 @@ def gate_stats_figure(frames: dict) -> go.Figure:
     _char_axis(fig, list(next(iter(frames.values()))["char"]) if frames else [])
     fig.update_yaxes(range=[0, 1])
     return _layout(fig, "Gate values along the poem", "input character (time step t)",
-                   "gate value", legend=dict(orientation="h", y=1.02, yanchor="bottom",
-                                             x=1, xanchor="right"))
+                   "gate value", legend=_LEGEND_INSIDE)
 
 
 def _rgba(hex_color: str, alpha: float) -> str:
@@ -213,7 +218,7 @@ def truncation_bias_figure(frame) -> go.Figure:
     return _layout(fig, "Truncation: error of the gradient vs full BPTT",
                    "truncation length k (randomized: mean cut distance p/(1−p))",
                    "‖g_trunc − g_full‖ / ‖g_full‖",
-                   legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
+                   legend=_LEGEND_INSIDE)
 
 
 def activation_heatmap_figure(values, chars, name: str = "h", max_units: int = 64) -> go.Figure:
@@ -231,6 +236,70 @@ def activation_heatmap_figure(values, chars, name: str = "h", max_units: int = 6
     _char_axis(fig, chars)
     return _layout(fig, f"Activation {name} per unit along the poem",
                    "input character (time step t)", "unit")
+
+
+def hidden_grad_heatmap_figure(frame, loss: str = "last") -> go.Figure:
+    """Rows = layers, columns = time steps; colour = log10 ||dL/dh_t||, from
+    ``gradflow.hidden_grad_norms`` (columns loss, layer, t, char, grad_norm)."""
+    import numpy as np
+
+    df = frame[frame["loss"] == loss]
+    layers = sorted(df["layer"].unique())
+    chars = list(df[df["layer"] == layers[0]].sort_values("t")["char"]) if layers else []
+    z = np.array([np.log10(np.maximum(df[df["layer"] == l].sort_values("t")["grad_norm"]
+                                      .to_numpy(dtype=float), 1e-300)) for l in layers])
+    fig = go.Figure(go.Heatmap(z=z, x=list(range(len(chars))), y=[f"layer {l}" for l in layers],
+                               colorscale="Viridis", colorbar=dict(title="log10 norm"),
+                               text=[[f"layer {l} t={t} {chars[t]}: {10 ** v:.3g}"
+                                      for t, v in enumerate(row)] for l, row in zip(layers, z)],
+                               hoverinfo="text"))
+    _char_axis(fig, chars)
+    return _layout(fig, f"‖∂L/∂h_t‖ per layer (loss: {loss})", "input character (time step t)",
+                   "layer")
+
+
+def rho_sweep_figure(sweep) -> go.Figure:
+    """``gradflow.rho_sweep`` rows: measured ||dh_T/dh_(T-L)|| vs lag for each rho (solid,
+    log axis) with the linear-recurrence rate rho^L (dotted, same colour)."""
+    import numpy as np
+
+    fig = go.Figure()
+    palette = ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725", "#f89540", "#cc4778"]
+    for i, row in enumerate(sweep.to_dict(orient="records")):
+        color = palette[i % len(palette)]
+        norms = np.asarray(row["norms"], dtype=float)
+        lags = np.arange(1, len(norms) + 1)
+        verdict = row["observed"] + ("" if row["agrees"] else " (≠ textbook)")
+        fig.add_scatter(x=lags, y=norms, mode="lines", name=f"ρ = {row['rho']:.2f}: {verdict}",
+                        line=dict(color=color, width=2.5), legendgroup=str(i))
+        fig.add_scatter(x=lags, y=norms[0] * row["rho"] ** (lags - 1.0), mode="lines",
+                        name=f"ρ^L, ρ = {row['rho']:.2f}", line=dict(color=color, dash="dot"),
+                        legendgroup=str(i), showlegend=False)
+    fig.update_yaxes(type="log", exponentformat="power")
+    return _layout(fig, "Rescaled W_hh: measured Jacobian norm (solid) vs ρ^L (dotted)",
+                   "lag L (steps back)", "‖∂h_T/∂h_(T−L)‖ (log)")
+
+
+def clipping_timeline_figure(frame) -> go.Figure:
+    """``gradflow.clipping_frame``: pre-clip global norm per step (log axis), clipped steps
+    marked, the threshold dashed; the clip rate in the title."""
+    import math
+
+    fig = go.Figure()
+    fig.add_scatter(x=list(frame["step"]), y=list(frame["grad_norm"]), mode="lines",
+                    name="‖∇θ L‖ before clipping", line=dict(color="#7f7f7f"))
+    hit = frame[frame["clipped"]]
+    fig.add_scatter(x=list(hit["step"]), y=list(hit["grad_norm"]), mode="markers",
+                    name=f"clipped ({len(hit)})", marker=dict(color="#d62728", symbol="x"))
+    thresholds = frame["clip_threshold"].dropna()
+    if len(thresholds):
+        fig.add_scatter(x=list(frame["step"]), y=list(frame["clip_threshold"]), mode="lines",
+                        name="threshold", line=dict(color="#d62728", dash="dash", width=1))
+    rate = float(frame["clipped"].mean()) if len(frame) else math.nan
+    fig.update_yaxes(type="log")
+    return _layout(fig, f"Gradient clipping: {rate:.1%} of steps clipped", "step",
+                   "global norm (log)",
+                   legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
 
 
 # --- benchmarks -------------------------------------------------------------------------

@@ -39,8 +39,8 @@ recurrent state (all layers; ``(h, c)`` for LSTM) after reading token t.
         xi_{t,b} = 1/p with probability p,   0 with probability 1 - p,   p = randomized_keep_prob
 
     (forward values untouched; ``_ScaleGrad`` on the state passed between steps, so the
-    direct path ``h_{t-1} -> output_{t-1} -> L_{t-1}`` is never scaled). The window is then
-    forwarded one step at a time. Why the estimate is unbiased: the window's exact gradient
+    direct path ``h_{t-1} -> output_{t-1} -> L_{t-1}`` is never scaled); the recurrent layer
+    then runs one step at a time (slower than ``truncated``). Why the estimate is unbiased: the window's exact gradient
     (what ``truncated`` computes) is a sum of terms, one per (loss position t, parameter use
     at step s <= t), each the product of the edge Jacobians ``J_{s+1} ... J_t`` between them.
     With the xi's, term (t, s) is multiplied by ``xi_{s+1} ... xi_t``; the xi's are
@@ -75,7 +75,12 @@ Everything else
   uninterrupted run exactly (RNG states, data position, carried state and prefix buffer,
   optimizer, LR scale, early-stopping counters are saved);
 * data parallel (``rnncore.distributed``): one process per rank, each on its own shard,
-  gradients averaged by ``DistributedDataParallel``; rank 0 saves and reports.
+  gradients averaged by ``DistributedDataParallel`` (which wraps one whole window's
+  forward, so the step-by-step randomized forward is still one DDP forward per backward);
+  rank 0 saves and reports; a run resumes only with the same number of processes;
+* throughput: ``StepRecord.tokens_per_s`` counts *predicted* characters (k1 per row for the
+  stream strategies; the re-read prefix of k1 < k2 is work but not new characters) over the
+  whole step; ``profile_step_breakdown`` splits a step into recurrent layer vs head+softmax.
 """
 from __future__ import annotations
 
@@ -937,8 +942,10 @@ class Trainer:
             stop_event=None) -> TrainResult:
         """Train until a stop condition; callbacks get ``on_step(StepRecord)``,
         ``on_eval(EvalRecord)`` and ``on_checkpoint(path)`` (rank 0 only for the last)."""
-        if isinstance(callbacks, dict) or not isinstance(callbacks, (list, tuple)):
-            callbacks = [callbacks] if callbacks else []
+        if callbacks is None:
+            callbacks = []
+        elif isinstance(callbacks, dict) or not isinstance(callbacks, (list, tuple)):
+            callbacks = [callbacks]  # one object (e.g. a jobs.Job) or one dict
 
         def emit(name: str, arg) -> None:
             for cb in callbacks:

@@ -100,6 +100,16 @@ def test_train_then_generate_with_the_trained_run(runs_dir):
     assert not at.button(key="train_resume").disabled
     runs = [p for p in runs_dir.iterdir() if p.is_dir()]
     assert len(runs) == 1 and (runs[0] / "latest.json").is_file()
+    last_step = max(int(c.split()[1]) for c in _texts(at.caption) if c.startswith("step "))
+    # resume from the latest checkpoint: same run folder, the step count continues
+    at.number_input(key="train_budget").set_value(5)
+    at.button(key="train_resume").click().run()
+    assert not at.exception and not at.error, _texts(at.error)
+    _wait_for_finish(at)
+    assert [p for p in runs_dir.iterdir() if p.is_dir()] == runs
+    progress = at.get("progress")[0].proto.text
+    resumed_step = int(progress.split("step ")[1].split(",")[0])
+    assert resumed_step > last_step, (progress, last_step)
 
     # Generate with the run just trained (same session)
     at.switch_page("pages/generate.py").run()
@@ -132,6 +142,24 @@ def test_train_then_generate_with_the_trained_run(runs_dir):
     assert not at.exception
     assert any("acrostic" in e and "8 lines" in e for e in _texts(at.error))
 
+    # Gradient Flow can probe the run just trained next to the fresh cells
+    at.switch_page("pages/gradient_flow.py").run()
+    _small_gradient_flow(at)
+    choices = at.selectbox(key="gf_trained").options
+    assert len(choices) == 2 and "GRU 1×16" in choices[1]
+    at.selectbox(key="gf_trained").set_value(choices[1]).run()
+    assert not at.exception and not at.error, _texts(at.error)
+    assert "TRAINED GRU" in at.radio(key="gf_act_cell").options
+    assert "for the trained gru model: mean gate" in " ".join(_texts(at.markdown))
+
+
+def _small_gradient_flow(at: AppTest) -> None:
+    at.select_slider(key="gf_hidden").set_value(16)
+    at.slider(key="gf_seq_len").set_value(16)
+    at.slider(key="gf_draws").set_value(4)
+    at.run()
+    assert not at.exception and not at.error, _texts(at.error)
+
 
 def test_generate_page_default_model(runs_dir):
     at = _app("pages/generate.py")
@@ -149,11 +177,7 @@ def test_generate_page_default_model(runs_dir):
 
 def test_gradient_flow_page_computes_every_chart(runs_dir):
     at = _app("pages/gradient_flow.py")
-    at.select_slider(key="gf_hidden").set_value(16)
-    at.slider(key="gf_seq_len").set_value(24)
-    at.slider(key="gf_draws").set_value(4)
-    at.run()
-    assert not at.exception and not at.error, _texts(at.error)
+    _small_gradient_flow(at)
     assert len(at.get("plotly_chart")) == 6
     md = " ".join(_texts(at.markdown))
     assert "σ_max(W_hh)" in md and "diag(f_t)" in md and "unbiased" in md

@@ -15,15 +15,6 @@ TINY = ["--max-poems", "8", "--val-fraction", "0.25", "--hidden-size", "8", "--l
         "--no-progress"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: one thread is ~10x faster. Restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def run_cli(capsys, *argv):
     code = main(list(argv))
     out, err = capsys.readouterr()

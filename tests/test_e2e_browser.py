@@ -5,6 +5,7 @@ to test-artifacts/screenshots/ (gitignored).
 
 Skipped when /usr/bin/chromium is missing, unless RNNCORE_REQUIRE_BROWSER=1.
 """
+import json
 import os
 import re
 import socket
@@ -114,8 +115,21 @@ def _settle(page, timeout_s: float = 90) -> None:
     raise AssertionError("the page kept running")
 
 
-def _assert_clean(page, name: str) -> None:
+def _screenshot(page, name: str) -> None:
+    """The whole page: Streamlit scrolls inside its main container, so grow the viewport
+    to that container's height for the shot."""
+    height = page.evaluate(
+        "() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
+        " return m ? m.scrollHeight : document.body.scrollHeight; }")
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": min(max(height, 600), 12000)})
+    page.wait_for_timeout(500)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.set_viewport_size(size)
+
+
+def _assert_clean(page, name: str) -> None:
+    _screenshot(page, name)
     assert page.locator('[data-testid="stException"]').count() == 0, f"exception on {name}"
     errors = page.locator('[data-testid="stAlertContentError"]')
     assert errors.count() == 0, f"error box on {name}: {errors.all_inner_texts()}"
@@ -135,9 +149,20 @@ def test_every_page_in_a_browser(server, page):
     assert page.get_by_text("Compute device").count() >= 1
     _assert_clean(page, "1-home")
 
-    # Train: a short run through the page's controls, then Stop
+    # Train: a bad upload gives a one-line message, then a short run, then Stop
     _nav(page, "Train")
     page.get_by_text("Train a character-level poet").wait_for()
+    page.get_by_text("Upload a file").click()
+    _settle(page)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+        files=[{"name": "bad.json", "mimeType": "application/json", "buffer": b"{not json"}])
+    _settle(page)
+    error = page.locator('[data-testid="stAlertContentError"]')
+    error.first.wait_for()
+    assert "bad.json" in error.first.inner_text() and "Traceback" not in page.inner_text("body")
+    assert page.get_by_role("button", name="Start training").is_disabled()
+    page.get_by_text("Bundled Tang poems").click()
+    _settle(page)
     for label, value in (("Use at most this many poems (0 = all)", "200"),
                          ("Time budget (seconds)", "60")):
         box = page.get_by_role("spinbutton", name=label, exact=True)
@@ -155,9 +180,25 @@ def test_every_page_in_a_browser(server, page):
     _assert_clean(page, "2-train")
     assert list(server["runs"].glob("*/step-*/meta.json")), "no checkpoint saved on Stop"
 
-    # Generate: the bundled model if installed, else the run just trained
+    # Generate: a bad checkpoint upload is refused; then the bundled model if installed,
+    # else the run just trained
+    t0 = time.perf_counter()
     _nav(page, "Generate")
     page.get_by_text("Generate poems").first.wait_for()
+    page.locator('.rc-poem, [data-testid="stAlertContentError"]').first.wait_for()
+    if page.locator(".rc-poem").count():  # the bundled model: how long the first poem took
+        seconds = time.perf_counter() - t0
+        (SHOTS.parent / "e2e-timings.json").write_text(
+            json.dumps({"generate_first_poem_s": round(seconds, 3)}) + "\n")
+        print(f"first poem on the Generate page after {seconds:.2f} s")
+    page.get_by_text("Upload a checkpoint (.zip)").click()
+    _settle(page)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+        files=[{"name": "model.zip", "mimeType": "application/zip", "buffer": b"PK not a zip"}])
+    _settle(page)
+    page.get_by_text("upload is not a zip file").wait_for()
+    page.get_by_text("Bundled model", exact=True).click()
+    _settle(page)
     if page.locator('[data-testid="stAlertContentError"]').count():
         assert "bundled model is missing" in page.inner_text("body")
         page.get_by_text("A run trained here").click()

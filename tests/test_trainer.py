@@ -19,16 +19,6 @@ from rnncore.trainer import (EvalRecord, StepRecord, TrainConfig, TrainConfigErr
 V = 12  # vocabulary of the synthetic gradient tests
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: on a shared 2-core machine thread hand-offs, not arithmetic,
-    dominate (10x slower with 2 threads under load). Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def prepared():
     """Eight bundled poems: 7 train / 1 val (an epoch is a handful of steps)."""

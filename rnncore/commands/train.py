@@ -64,7 +64,8 @@ def register(subparsers) -> None:
     t.add_argument("--lr-schedule", default=None, help="none | cosine | step (none)")
     t.add_argument("--warmup", type=int, default=None, help="warm-up steps (0)")
     t.add_argument("--clip", type=float, default=None, help="global gradient norm, 0 = off (1.0)")
-    t.add_argument("--max-steps", type=int, default=None, help="(1000)")
+    t.add_argument("--max-steps", type=int, default=None,
+                   help="(1000, or no cap when only --max-minutes is given)")
     t.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget")
     t.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (200)")
     t.add_argument("--eval-max-poems", type=int, default=None, help="cap the validation set")
@@ -171,6 +172,8 @@ def run(args) -> int:
         out = Path(args.out) if args.out else Path(
             "runs", _dt.datetime.now().strftime("train-%Y%m%d-%H%M%S"))
         _check_out_dir(out)
+        if "max_minutes" in train_given and "max_steps" not in train_given:
+            train_given["max_steps"] = None  # a time budget alone: no step cap
         cfg = TrainConfig(**{**train_given, "out_dir": str(out)})
         device = cfg.device
     ctx = init_from_env(use_cuda=resolve_device(device).type == "cuda")
