@@ -41,6 +41,8 @@ Reported per character: ``probs`` / ``logprobs`` = the model's own distribution
 """
 from __future__ import annotations
 
+import copy
+
 import contextlib
 import dataclasses
 import functools
@@ -735,6 +737,11 @@ def generate(model, vocab, cfg: GenerationConfig, training_corpus=None) -> list[
     """
     if not isinstance(cfg, GenerationConfig):
         raise TypeError("generate expects a GenerationConfig")
+    param = next(model.parameters(), None)
+    if param is not None and param.device.type != "cpu":
+        # Decoding is one token at a time over a few rows: launch latency, not arithmetic,
+        # dominates on a GPU, so a model trained there is sampled from a CPU copy.
+        model = copy.deepcopy(model).cpu()
     form = cfg.poem_form
     common: list[str] = []
     style_ids = _style_ids(cfg.style, vocab, common) if cfg.style else []

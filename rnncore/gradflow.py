@@ -319,7 +319,7 @@ def _gate_boundary(state: tuple[Tensor, ...], scale) -> tuple[Tensor, ...]:
 
 
 def unroll(model, inputs: Tensor, *, boundary_scale=None, perturb_layers: Iterable[int] = (),
-           weight_copies: bool = False, retain_grad: bool = False
+           weight_copies: bool = False, retain_grad: bool = False, with_head: bool = True
            ) -> tuple[Tensor, list[LayerTrace]]:
     """Forward ``model`` one step at a time with autograd through ``rnncore.cells``.
 
@@ -332,6 +332,7 @@ def unroll(model, inputs: Tensor, *, boundary_scale=None, perturb_layers: Iterab
     ``weight_copies`` also per-step zero (G*H, H) tensors added to W_hh (``w_copies``),
     whose gradients are the per-step terms of the tied-weight sum.
     ``retain_grad`` keeps ``.grad`` on every h_t (the total dL/dh_t after backward).
+    ``with_head=False`` returns the top layer's outputs (B, T, H) instead of the logits.
     """
     rnn = model.rnn
     cell = _cell_of(model)
@@ -370,8 +371,8 @@ def unroll(model, inputs: Tensor, *, boundary_scale=None, perturb_layers: Iterab
                 trace.gates.setdefault(name, []).append(value)
         traces.append(trace)
         x = torch.stack(trace.h)
-    logits = model.head(x.transpose(0, 1))
-    return logits, traces
+    out = x.transpose(0, 1)
+    return (model.head(out) if with_head else out), traces
 
 
 def sequence_loss(logits: Tensor, targets: Tensor, loss: str = "sum") -> Tensor:
@@ -747,16 +748,19 @@ def gate_path_jacobians(probe: Probe, layer: int = -1) -> tuple[Tensor, Tensor]:
     b_hh = None if b_hh is None else b_hh.detach()
     xp = tr.x_proj[:, 0]
     h_prev = torch.stack([tr.prev_state(t)[0][0] for t in range(T)])
+    rec = F.linear(h_prev, w_hh, b_hh)      # (T, G*H): h_{t-1}'s contribution, held fixed
     if probe.cell == "lstm":
         c_prev = torch.stack([tr.prev_state(t)[1][0] for t in range(T)])
+        # h enters the LSTM step only through W_hh h + b_hh: feed that as the bias with an
+        # empty h / W_hh, so the Jacobian is taken with h_{t-1} fixed and costs no matmul
+        no_h, no_w = xp.new_zeros(1, 0), xp.new_zeros(w_hh.shape[0], 0)
 
-        def c_next(c, x, h):
-            return cells.lstm_cell(x[None], h[None], c[None], w_hh, b_hh)[0][1][0]
+        def c_next(c, x, r):
+            return cells.lstm_cell(x[None], no_h, c[None], no_w, r[None])[0][1][0]
 
-        J = torch.func.vmap(torch.func.jacrev(c_next))(c_prev, xp, h_prev)
+        J = torch.func.vmap(torch.func.jacrev(c_next))(c_prev, xp, rec)
         return J, torch.stack(tr.gates["f"])[:, 0]
     zero_w = torch.zeros_like(w_hh)
-    rec = F.linear(h_prev, w_hh, b_hh)      # (T, 3H), held constant
 
     def h_next(h, x, r):
         return cells.gru_cell(x[None], h[None], zero_w, r[None])[0][0]
@@ -895,10 +899,15 @@ def batched_param_grads(probe: Probe, scales: Tensor, loss: str = "sum") -> Tens
     rnn, T = probe.model.rnn, probe.seq_len
     B = scales.shape[1]
     inputs, targets = probe.inputs.expand(B, -1), probe.targets.expand(B, -1)
-    logits, traces = unroll(probe.model, inputs, boundary_scale=scales,
-                            perturb_layers=range(rnn.num_layers))
+    top, traces = unroll(probe.model, inputs, boundary_scale=scales,
+                         perturb_layers=range(rnn.num_layers), with_head=False)
+    # every row has the same outputs, so the head's gradient dL/dh_t (direct part) is
+    # computed once and fed to all rows through the exact linear surrogate <g_t, h_t>
+    top0 = top[0].detach().requires_grad_(True)
+    (direct,) = torch.autograd.grad(
+        sequence_loss(probe.model.head(top0)[None], targets[:1], loss), [top0])
     copies = [c for tr in traces for c in tr.b_copies + tr.x_copies]
-    grads = torch.autograd.grad(sequence_loss(logits, targets, loss), copies)
+    grads = torch.autograd.grad((top * direct).sum(), copies)
     parts = {}
     layer_in = probe.model.embedding(probe.inputs)[0].detach()          # (T, I)
     for layer, tr in enumerate(traces):

@@ -341,13 +341,16 @@ def layer_benchmark_figure(rows: list[dict], metric: str = "ratio_to_native",
 
 
 def _strategy_lines(fig: go.Figure, rows: list[dict], x: str, y: str) -> None:
-    """One line per (cell, strategy): colour = cell, solid = full BPTT, dotted = truncated."""
+    """One line per (cell, strategy): colour = cell, solid = full BPTT, one dash style per
+    other strategy (the same style for a strategy in every cell)."""
+    dashes = ("dot", "dash", "dashdot", "longdash", "longdashdot", "5px,2px,1px,2px")
+    others = [s for s in dict.fromkeys(r["strategy"] for r in rows) if s != "full"]
     for (cell, label), pts in _group(rows, ("cell", "strategy")).items():
         pts = sorted(pts, key=lambda r: r[x])
+        dash = "solid" if label == "full" else dashes[others.index(label) % len(dashes)]
         fig.add_scatter(x=[p[x] for p in pts], y=[p[y] for p in pts], mode="lines+markers",
                         name=f"{cell} {label}", legendgroup=cell,
-                        line=dict(color=CELL_COLORS.get(cell),
-                                  dash="solid" if label == "full" else "dot"))
+                        line=dict(color=CELL_COLORS.get(cell), dash=dash))
 
 
 def _group(rows: list[dict], keys: tuple[str, ...]) -> dict:
@@ -388,11 +391,20 @@ def gradient_fidelity_figure(rows: list[dict], metric: str = "cosine") -> go.Fig
     """Cosine similarity (or relative error) of truncated to full-BPTT gradients vs the
     truncation length k; solid = trained model, dotted = untrained."""
     fig = go.Figure()
-    for (cell, trained), pts in _group(rows, ("cell", "trained")).items():
+    # lines: TBPTT with k1 = k2; other strategies (k1 < k2, randomized) as lone markers
+    plain = [r for r in rows if r["kind"] == "truncated"
+             and r.get("update_interval", r["truncation_len"]) == r["truncation_len"]]
+    for (cell, trained), pts in _group(plain, ("cell", "trained")).items():
         pts = sorted(pts, key=lambda r: r["truncation_len"])
         fig.add_scatter(x=[p["truncation_len"] for p in pts], y=[p[metric] for p in pts],
                         mode="lines+markers", name=f"{cell} {'trained' if trained else 'untrained'}",
                         line=dict(color=CELL_COLORS.get(cell), dash="solid" if trained else "dot"))
+    for r in (r for r in rows if not any(r is p for p in plain)):
+        fig.add_scatter(x=[r["truncation_len"]], y=[r[metric]], mode="markers",
+                        name=f"{r['cell']} {r['strategy']} ({'trained' if r['trained'] else 'untrained'})",
+                        marker=dict(color=CELL_COLORS.get(r["cell"]),
+                                    symbol="diamond" if r["kind"] == "randomized" else "square",
+                                    size=9, opacity=1.0 if r["trained"] else 0.5))
     fig.update_xaxes(type="log")
     label = "cosine similarity to full-BPTT gradient" if metric == "cosine" else \
         "relative error to full-BPTT gradient"

@@ -1,0 +1,38 @@
+"""Export a training run's best checkpoint as the bundled default model (float16).
+
+python scripts/export_bundled.py RUN_DIR [DEST]   (DEST: rnncore/assets/tang_default)
+
+The weights are stored in float16 (half the size); ``load_checkpoint`` copies them into a
+float32 CharRNN. The validation loss of the exported weights is re-measured after the
+cast and written into the checkpoint's metrics, so the model card quotes what ships.
+"""
+import sys
+from pathlib import Path
+
+from rnncore.checkpoint import best_checkpoint, load_checkpoint, save_checkpoint
+from rnncore.data import DataConfig, prepare_data
+from rnncore.trainer import evaluate_model
+
+
+def main(run_dir: str, dest: str = "rnncore/assets/tang_default") -> None:
+    src = best_checkpoint(run_dir)
+    if src is None:
+        raise SystemExit(f"error: {run_dir} has no best checkpoint")
+    ck = load_checkpoint(src, load_optimizer=False)
+    trainer_meta = (ck.meta.get("extra") or {}).get("trainer") or {}
+    data_config = trainer_meta.get("data_config") or {}
+    data = prepare_data(DataConfig(**{k: v for k, v in data_config.items()
+                                      if k in DataConfig.__dataclass_fields__}))
+    model = ck.model.half().float()           # what the float16 file will give back
+    val = evaluate_model(model, data.val)
+    metrics = dict(ck.meta.get("metrics") or {}, exported_float16_val=val)
+    save_checkpoint(Path(dest), ck.model.half(), ck.vocab, ck.model_config,
+                    train_config=ck.meta.get("train_config"), step=ck.meta.get("step", 0),
+                    metrics=metrics, extra={"source_run": str(run_dir), "weights": "float16",
+                           "trainer": trainer_meta},
+                    overwrite=True)
+    print(f"exported {src} -> {dest}: {val}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
