@@ -86,6 +86,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import os
 import time
@@ -254,6 +255,27 @@ def resolve_device(device: str) -> torch.device:
 
 
 # --------------------------------------------------------------------------- records
+
+class StepLog:
+    """Appends every ``StepRecord`` as one JSON line to ``<run dir>/steps.jsonl`` (rank 0),
+    so a run's loss and clipping history (pre-clip norm, clipped flag) can be read back
+    (``gradflow.load_step_records``). On resume from step n, lines past n are dropped: they
+    belong to the tail of the earlier run that no checkpoint kept."""
+
+    def __init__(self, run_dir: str, resume_step: int):
+        os.makedirs(run_dir, exist_ok=True)
+        self.path = os.path.join(run_dir, "steps.jsonl")
+        if os.path.exists(self.path):
+            with open(self.path, encoding="utf-8") as f:
+                keep = [line for line in f if line.strip()
+                        and json.loads(line).get("step", 0) <= resume_step]
+            with open(self.path, "w", encoding="utf-8") as f:
+                f.writelines(keep)
+
+    def write(self, record: "StepRecord") -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(dataclasses.asdict(record)) + "\n")
+
 
 @dataclass
 class StepRecord:
@@ -954,6 +976,9 @@ class Trainer:
                     fn(arg)
 
         cfg = self.cfg
+        step_log = StepLog(cfg.out_dir, self.step) if cfg.out_dir and self.dist.is_main else None
+        if step_log is not None:
+            callbacks = [*callbacks, {"on_step": step_log.write}]
         self._run_start = time.perf_counter()
         self._run_elapsed = 0.0
         history: list[StepRecord] = []

@@ -307,6 +307,22 @@ def test_resume_reproduces_uninterrupted_run(prepared, tmp_path, strategy, extra
         assert torch.equal(a, b)
 
 
+def test_step_log_survives_resume(prepared, tmp_path):
+    """steps.jsonl holds one line per step, with the pre-clip norm, across a resume."""
+    from rnncore.gradflow import load_step_records
+
+    run = tmp_path / "run"
+    first = make_trainer(prepared, max_steps=4, out_dir=str(run), clip_norm=0.05)
+    recorded = first.run().history
+    with open(run / "steps.jsonl", "a") as f:   # a tail no checkpoint kept (as after a kill)
+        f.write('{"step": 5, "grad_norm": 1.0, "clipped": true}\n')
+    Trainer.resume(run, {"max_steps": 6}, data=prepared).run()
+    df = load_step_records(run)
+    assert list(df["step"]) == [1, 2, 3, 4, 5, 6]
+    assert list(df["grad_norm"])[:4] == [r.grad_norm for r in recorded]
+    assert df["clipped"].all()                  # threshold 0.05 is below every norm
+
+
 def test_resume_refuses_changed_settings(prepared, tmp_path):
     make_trainer(prepared, max_steps=2, out_dir=str(tmp_path / "r")).run()
     with pytest.raises(TrainConfigError, match="cannot change lr"):
