@@ -225,22 +225,46 @@ def _gru_forward(xp, h0, w_hh, b_hh, sched, save):
 # --------------------------------------------------------------------------------------
 # backward loops; each returns (dA for x_proj (N, G*H), dA for W_hh (N, G*H), dh0, dc0, dH)
 # --------------------------------------------------------------------------------------
-def _rnn_backward(saved, h0, w_hh, sched, relu, grad_out, grad_hn):
-    (out,) = saved
-    prev_idx, last_idx = sched.indices(out.device)
+# Step-independent factors (gate derivatives) are computed vectorised over a chunk of
+# CHUNK steps at a time: big-tensor ops without per-step launches, yet a working set that
+# does not grow with T (only dA, dH and what forward saved do).
+CHUNK = 64
+
+
+def _chunks(sched: Schedule):
+    """Backward order (reverse processing order) in chunks: (steps, lo, hi) where rows
+    [lo, hi) cover every step of the chunk (consecutive steps are adjacent rows)."""
+    steps = sched.steps[::-1]
+    for i in range(0, len(steps), CHUNK):
+        chunk = steps[i:i + CHUNK]
+        lo = min(s.off for s in chunk)
+        hi = max(s.off + s.bs for s in chunk)
+        yield chunk, lo, hi
+
+
+def _backward_init(grad_out, grad_hn, last_idx):
     dH = grad_out.clone()
     dH.index_add_(0, last_idx, grad_hn)
-    deriv = (out > 0).to(out.dtype) if relu else 1 - out * out
+    return dH
+
+
+def _rnn_backward(saved, h0, w_hh, sched, relu, grad_out, grad_hn):
+    (out,) = saved
+    _, last_idx = sched.indices(out.device)
+    dH = _backward_init(grad_out, grad_hn, last_idx)
     dA = torch.empty_like(out)
     dh0 = torch.zeros_like(h0)
-    for s in reversed(sched.steps):
-        r0, r1 = s.off, s.off + s.bs
-        da = dA[r0:r1]
-        torch.mul(dH[r0:r1], deriv[r0:r1], out=da)
-        if s.n_carry:
-            dH[s.off_prev:s.off_prev + s.n_carry].addmm_(da[:s.n_carry], w_hh)
-        if s.n_carry < s.bs:
-            dh0[s.n_carry:s.bs].addmm_(da[s.n_carry:], w_hh)
+    for chunk, lo, hi in _chunks(sched):
+        o = out[lo:hi]
+        deriv = (o > 0).to(o.dtype) if relu else 1 - o * o
+        for s in chunk:
+            r0, r1 = s.off, s.off + s.bs
+            da = dA[r0:r1]
+            torch.mul(dH[r0:r1], deriv[r0 - lo:r1 - lo], out=da)
+            if s.n_carry:
+                dH[s.off_prev:s.off_prev + s.n_carry].addmm_(da[:s.n_carry], w_hh)
+            if s.n_carry < s.bs:
+                dh0[s.n_carry:s.bs].addmm_(da[s.n_carry:], w_hh)
     return dA, dA, dh0, None, dH
 
 
@@ -248,35 +272,34 @@ def _lstm_backward(saved, h0, c0, w_hh, sched, grad_out, grad_hn, grad_cn):
     gates, cs, out = saved
     H = out.shape[1]
     prev_idx, last_idx = sched.indices(out.device)
-    i, f, g, o = gates.split(H, dim=1)
-    c_prev = torch.cat([cs, c0])[prev_idx]
-    tc = torch.tanh(cs)
-    # step-independent factors, computed once over all N rows
-    dc_from_h = o * (1 - tc * tc)
-    mul_c = torch.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], dim=1)
-    mul_h = tc * o * (1 - o)
-    del c_prev, tc
-    dH = grad_out.clone()
-    dH.index_add_(0, last_idx, grad_hn)
-    dC = torch.zeros_like(cs)
-    dC.index_add_(0, last_idx, grad_cn)
+    dH = _backward_init(grad_out, grad_hn, last_idx)
+    dc_run = grad_cn.clone()       # dL/dc of the step being processed, per sequence (B, H)
     dA = torch.empty_like(gates)
     dh0, dc0 = torch.zeros_like(h0), torch.zeros_like(c0)
-    for s in reversed(sched.steps):
-        r0, r1 = s.off, s.off + s.bs
-        dh = dH[r0:r1]
-        dc = dC[r0:r1].addcmul_(dh, dc_from_h[r0:r1])
-        da = dA[r0:r1]
-        torch.mul(mul_c[r0:r1], dc.unsqueeze(1), out=da.view(s.bs, 4, H)[:, :3])
-        torch.mul(dh, mul_h[r0:r1], out=da[:, 3 * H:])
-        fr = f[r0:r1]
-        k = s.n_carry
-        if k:
-            dH[s.off_prev:s.off_prev + k].addmm_(da[:k], w_hh)
-            dC[s.off_prev:s.off_prev + k].addcmul_(dc[:k], fr[:k])
-        if k < s.bs:
-            dh0[k:s.bs].addmm_(da[k:], w_hh)
-            dc0[k:s.bs].addcmul_(dc[k:], fr[k:])
+    c_all = torch.cat([cs, c0])
+    for chunk, lo, hi in _chunks(sched):
+        i, f, g, o = gates[lo:hi].split(H, dim=1)
+        c_prev = c_all[prev_idx[lo:hi]]
+        tc = torch.tanh(cs[lo:hi])
+        dc_from_h = o * (1 - tc * tc)                                   # dc/dh through h = o tanh c
+        mul_c = torch.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], dim=1)
+        mul_h = tc * o * (1 - o)
+        for s in chunk:
+            r0, r1 = s.off, s.off + s.bs
+            a0, a1 = r0 - lo, r1 - lo
+            dh = dH[r0:r1]
+            dc = dc_run[:s.bs].addcmul_(dh, dc_from_h[a0:a1])
+            da = dA[r0:r1]
+            torch.mul(mul_c[a0:a1], dc.unsqueeze(1), out=da.view(s.bs, 4, H)[:, :3])
+            torch.mul(dh, mul_h[a0:a1], out=da[:, 3 * H:])
+            fr = f[a0:a1]
+            k = s.n_carry
+            if k < s.bs:
+                dh0[k:s.bs].addmm_(da[k:], w_hh)
+                dc0[k:s.bs].addcmul_(dc[k:], fr[k:])
+            if k:
+                dH[s.off_prev:s.off_prev + k].addmm_(da[:k], w_hh)
+                dc[:k].mul_(fr[:k])                                     # dc_{t-1} = dc_t * f_t
     return dA, dA, dh0, dc0, dH
 
 
@@ -284,33 +307,34 @@ def _gru_backward(saved, h0, w_hh, sched, grad_out, grad_hn):
     rz, n, hg, out = saved
     H = out.shape[1]
     prev_idx, last_idx = sched.indices(out.device)
-    r, z = rz[:, :H], rz[:, H:]
-    h_prev = torch.cat([out, h0])[prev_idx]
-    d_n = (1 - z) * (1 - n * n)                                     # dA^n / dH
-    d_z = (h_prev - n) * z * (1 - z)                                # dA^z / dH
-    r_and_hn = torch.stack([hg[:, 2 * H:] * r * (1 - r), r], dim=1)  # dA^r, dA^{hn} / dA^n
-    del h_prev
-    z = z.contiguous()
-    dH = grad_out.clone()
-    dH.index_add_(0, last_idx, grad_hn)
-    dAh = torch.empty_like(hg)          # [dA^r, dA^z, d(W_hn h + b_hn)]
-    dAn = torch.empty_like(n)
+    dH = _backward_init(grad_out, grad_hn, last_idx)
+    dAh = torch.empty_like(hg)                 # [dA^r, dA^z, d(W_hn h + b_hn)]
+    dAx = torch.empty_like(hg)                 # [dA^r, dA^z, dA^n]
     dh0 = torch.zeros_like(h0)
-    for s in reversed(sched.steps):
-        r0, r1 = s.off, s.off + s.bs
-        dh = dH[r0:r1]
-        dn = dAn[r0:r1]
-        torch.mul(dh, d_n[r0:r1], out=dn)
-        da = dAh[r0:r1]
-        torch.mul(dh, d_z[r0:r1], out=da[:, H:2 * H])
-        torch.mul(r_and_hn[r0:r1], dn.unsqueeze(1), out=da.view(s.bs, 3, H)[:, ::2])
-        zr = z[r0:r1]
-        k = s.n_carry
-        if k:
-            dH[s.off_prev:s.off_prev + k].addcmul_(dh[:k], zr[:k]).addmm_(da[:k], w_hh)
-        if k < s.bs:
-            dh0[k:s.bs].addcmul_(dh[k:], zr[k:]).addmm_(da[k:], w_hh)
-    dAx = torch.cat([dAh[:, :2 * H], dAn], dim=1)
+    h_all = torch.cat([out, h0])
+    for chunk, lo, hi in _chunks(sched):
+        r, z = rz[lo:hi, :H], rz[lo:hi, H:]
+        nn_ = n[lo:hi]
+        d_n = (1 - z) * (1 - nn_ * nn_)                                  # dA^n / dH
+        d_z = (h_all[prev_idx[lo:hi]] - nn_) * z * (1 - z)               # dA^z / dH
+        r_and_hn = torch.stack([hg[lo:hi, 2 * H:] * r * (1 - r), r], dim=1)  # / dA^n
+        z = z.contiguous()
+        for s in chunk:
+            r0, r1 = s.off, s.off + s.bs
+            a0, a1 = r0 - lo, r1 - lo
+            dh = dH[r0:r1]
+            dn = dAx[r0:r1, 2 * H:]
+            torch.mul(dh, d_n[a0:a1], out=dn)
+            da = dAh[r0:r1]
+            torch.mul(dh, d_z[a0:a1], out=da[:, H:2 * H])
+            torch.mul(r_and_hn[a0:a1], dn.unsqueeze(1), out=da.view(s.bs, 3, H)[:, ::2])
+            zr = z[a0:a1]
+            k = s.n_carry
+            if k:
+                dH[s.off_prev:s.off_prev + k].addcmul_(dh[:k], zr[:k]).addmm_(da[:k], w_hh)
+            if k < s.bs:
+                dh0[k:s.bs].addcmul_(dh[k:], zr[k:]).addmm_(da[k:], w_hh)
+    dAx[:, :2 * H] = dAh[:, :2 * H]
     return dAx, dAh, dh0, None, dH
 
 

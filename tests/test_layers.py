@@ -310,3 +310,31 @@ def test_cuda_matches_cpu(mode, engine):
         outs.append([out.data.cpu()] + [t.cpu() for t in g])
     for a, b in zip(*outs):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("mode", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("chunk", [1, 2, 64])
+def test_backward_chunks_cross_sequence_ends(mode, chunk, monkeypatch):
+    """The backward computes gate factors chunk by chunk; chunk borders that fall between
+    sequence ends (packed, both directions) must not change any gradient."""
+    from rnncore import functional
+    monkeypatch.setattr(functional, "CHUNK", chunk)
+    _compare(mode, torch.float64, 2, True, False, True, True, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+def test_long_packed_sequence(mode):
+    """T well beyond one backward chunk, with sequences ending inside chunks."""
+    torch.manual_seed(9)
+    ref = TORCH[mode](3, 4, bidirectional=True).double()
+    ours = OURS[mode](3, 4, bidirectional=True).double()
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(150, 3, 3, dtype=torch.double)
+    lengths = torch.tensor([150, 70, 3])
+    grads = []
+    for m in (ref, ours):
+        xx = x.clone().requires_grad_(True)
+        out, _ = m(pack_padded_sequence(xx, lengths, enforce_sorted=False))
+        grads.append(torch.autograd.grad(out.data.pow(2).sum(), [xx] + list(m.parameters())))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
