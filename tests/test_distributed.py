@@ -34,7 +34,8 @@ def test_two_process_training_keeps_replicas_identical(tmp_path):
     steps = [s for s, _ in list_checkpoints(out)]
     assert steps == [3, 6]  # written once (rank 0), no temp leftovers
     assert sorted(p.name for p in out.iterdir()) == ["best.json", "latest.json",
-                                                     "step-000003", "step-000006"]
+                                                     "step-000003", "step-000006",
+                                                     "steps.jsonl"]
     ckpt = load_checkpoint(out)
     assert ckpt.step == 6 and ckpt.meta["extra"]["trainer"]["world_size"] == 2
     # both ranks contributed characters: 2 ranks x 2 rows x 6 new tokens per step

@@ -102,7 +102,7 @@ def page(server):
         browser.close()
 
 
-def _settle(page, timeout_s: float = 90) -> None:
+def _settle(page, timeout_s: float = 180) -> None:
     """Wait until the script run finished (Streamlit's 'Running...' widget is gone)."""
     page.wait_for_timeout(300)
     deadline = time.time() + timeout_s
