@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import torch
+from rnncore.configs import DictConfig
 
 MAX_CORPUS_BYTES = 50 * 1024 * 1024
 PAUSE_MARKS = "，；：、"  # ends the first line of a couplet
@@ -97,7 +98,7 @@ class CorpusError(ValueError):
 # --------------------------------------------------------------------------- config
 
 @dataclass
-class DataConfig:
+class DataConfig(DictConfig):
     """What to train on. ``corpus`` is ``"tang"`` (bundled) or a file/directory path.
 
     ``val_fraction`` of the poems (chosen by ``seed``) are held out; ``max_poems`` keeps only
@@ -119,16 +120,6 @@ class DataConfig:
         if self.max_poems is not None and int(self.max_poems) < 1:
             raise ValueError(f"max_poems must be at least 1, got {self.max_poems}")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "DataConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown DataConfig field(s): {', '.join(unknown)}")
-        return cls(**data)
 
 
 # --------------------------------------------------------------------------- poems

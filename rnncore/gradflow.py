@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnncore import cells
+from rnncore.configs import DictConfig
 
 CELLS = ("rnn", "lstm", "gru")
 INITS = ("default", "orthogonal")
@@ -55,7 +56,7 @@ class GradFlowError(ValueError):
 # configuration and the prepared probe
 # --------------------------------------------------------------------------------------
 @dataclass
-class GradFlowConfig:
+class GradFlowConfig(DictConfig):
     """What to probe. With ``checkpoint`` the model (cell, sizes) comes from it and
     ``cell``/``hidden_size``/``num_layers``/``embedding_dim``/``init`` are ignored;
     ``rho`` still rescales its recurrent weights if given.
@@ -66,6 +67,8 @@ class GradFlowConfig:
     prefixed, continuing into the next poems if ``seq_len`` needs more) or ``"random"``
     (uniform non-special tokens). ``layer`` picks the layer for per-layer probes (-1 = top).
     """
+
+    config_error = GradFlowError
 
     cell: str = "lstm"
     hidden_size: int = 64
@@ -114,16 +117,6 @@ class GradFlowConfig:
         if self.checkpoint is not None:
             self.checkpoint = str(self.checkpoint)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "GradFlowConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise GradFlowError(f"unknown GradFlowConfig field(s): {', '.join(unknown)}")
-        return cls(**data)
 
 
 def _check_rho(rho) -> float:

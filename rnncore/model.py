@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from rnncore.data import Vocab
+from rnncore.configs import DictConfig
 
 CELLS = ("rnn", "lstm", "gru")
 ENGINES = ("bptt", "autograd", "native")
@@ -25,7 +26,7 @@ State = Tensor | tuple[Tensor, Tensor]
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(DictConfig):
     """Architecture of a ``CharRNN``; ``engine`` only picks how BPTT is computed."""
 
     cell: str = "lstm"
@@ -52,18 +53,6 @@ class ModelConfig:
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
-        if not isinstance(data, dict):
-            raise ValueError("model config must be a dict")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown ModelConfig field(s): {', '.join(unknown)}")
-        return cls(**data)
 
 
 def _layer_class(cell: str):

@@ -99,6 +99,7 @@ from torch import Tensor, nn
 
 from rnncore import data as D
 from rnncore.model import CharRNN, ModelConfig, State, detach_state
+from rnncore.configs import DictConfig
 
 STRATEGIES = ("full", "truncated", "randomized")
 OPTIMIZERS = ("adam", "sgd")
@@ -114,8 +115,10 @@ class TrainConfigError(ValueError):
 # --------------------------------------------------------------------------- config
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DictConfig):
     """How to train. ``batch_size`` is per process (data parallel multiplies it)."""
+
+    config_error = TrainConfigError
 
     strategy: str = "truncated"
     truncation_len: int = 64            # k2: steps backpropagated through
@@ -211,18 +214,6 @@ class TrainConfig:
         if self.out_dir is not None:
             self.out_dir = str(self.out_dir)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        if not isinstance(data, dict):
-            raise TrainConfigError("train config must be a dict")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise TrainConfigError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
-        return cls(**data)
 
 
 def lr_factor(cfg: TrainConfig, step: int) -> float:

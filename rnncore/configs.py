@@ -1,0 +1,31 @@
+"""The one piece every config dataclass shares: a JSON-safe round trip.
+
+``ModelConfig``, ``DataConfig``, ``TrainConfig`` and ``GradFlowConfig`` each describe one
+concern; checkpoints store them as dicts and the CLI and the app build them. Loading
+refuses unknown fields (a checkpoint from a newer version, a typo) instead of dropping them.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+
+class DictConfig:
+    """Mixin for config dataclasses: ``to_dict()`` / ``from_dict()``.
+
+    ``config_error`` is the ``ValueError`` subclass raised for a malformed dict.
+    """
+
+    config_error: type[ValueError] = ValueError
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        if not isinstance(data, dict):
+            raise cls.config_error(f"{cls.__name__} must be a dict, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise cls.config_error(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+        return cls(**data)
