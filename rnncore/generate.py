@@ -778,6 +778,8 @@ def generate(model, vocab, cfg: GenerationConfig, training_corpus=None) -> list[
         model_text = "".join(chars)
         lp = logprobs[r].tolist()
         metrics = poem_metrics(model_text, form, index)
+        # the model's own (temperature-1, unconstrained) log-probability per character
+        metrics["mean_logprob"] = float(sum(lp) / len(lp)) if lp else 0.0
         notes = list(common) + decoder.notes[r]
         if candidates > 1:
             notes.append(f"best of {candidates} candidates by the likelihood of the locked lines")

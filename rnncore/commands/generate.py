@@ -99,7 +99,8 @@ def run(args) -> int:
             print()
         for line in poem.lines:
             print(line)
-        print(f"  [{_summary(poem.metrics)}; log-prob {poem.score:.1f}]")
+        print(f"  [{_summary(poem.metrics)}; log-prob {poem.score:.1f} "
+              f"({poem.metrics['mean_logprob']:.2f} per character)]")
         for note in poem.notes:
             print(f"  note: {note}")
     return 0
