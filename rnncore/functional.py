@@ -80,6 +80,7 @@ class Schedule:
                 steps.append(Step(offs[t], bs, offs[prev_t], min(bs, batch_sizes[prev_t])))
             prev_t = t
         self.steps = steps
+        self.uniform = all(bs == self.B for bs in batch_sizes)   # a padded batch, not packed
         self._index_cache: dict = {}
 
     def indices(self, device) -> tuple[Tensor, Tensor]:
@@ -110,6 +111,25 @@ def _prev(buf: Tensor, init: Tensor, s: Step) -> Tensor:
     if s.n_carry == 0:
         return init[:s.bs]
     return torch.cat([buf[s.off_prev:s.off_prev + s.n_carry], init[s.n_carry:s.bs]])
+
+
+def _gather_prev(buf: Tensor, init: Tensor, idx: Tensor) -> Tensor:
+    """Rows ``idx`` of ``cat([buf, init])`` without materialising the concatenation."""
+    n = buf.shape[0]
+    from_init = (idx >= n).unsqueeze(1)
+    return torch.where(from_init, init[(idx - n).clamp(min=0)], buf[idx.clamp(max=n - 1)])
+
+
+def _weight_grad(dA: Tensor, out: Tensor, h0: Tensor, sched: Schedule) -> Tensor:
+    """dW_hh = sum_t dA_t^T h_{t-1}: one GEMM over all rows. For a padded batch h_{t-1} is
+    ``out`` shifted by one step (views, no copy); packed input gathers the rows."""
+    if sched.uniform:
+        B = sched.B
+        if sched.reverse:
+            return dA[:-B].t().mm(out[B:]).addmm_(dA[-B:].t(), h0)
+        return dA[B:].t().mm(out[:-B]).addmm_(dA[:B].t(), h0)
+    prev_idx, _ = sched.indices(out.device)
+    return dA.t().mm(_gather_prev(out, h0, prev_idx))
 
 
 # --------------------------------------------------------------------------------------
@@ -276,10 +296,9 @@ def _lstm_backward(saved, h0, c0, w_hh, sched, grad_out, grad_hn, grad_cn):
     dc_run = grad_cn.clone()       # dL/dc of the step being processed, per sequence (B, H)
     dA = torch.empty_like(gates)
     dh0, dc0 = torch.zeros_like(h0), torch.zeros_like(c0)
-    c_all = torch.cat([cs, c0])
     for chunk, lo, hi in _chunks(sched):
         i, f, g, o = gates[lo:hi].split(H, dim=1)
-        c_prev = c_all[prev_idx[lo:hi]]
+        c_prev = _gather_prev(cs, c0, prev_idx[lo:hi])
         tc = torch.tanh(cs[lo:hi])
         dc_from_h = o * (1 - tc * tc)                                   # dc/dh through h = o tanh c
         mul_c = torch.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], dim=1)
@@ -311,12 +330,11 @@ def _gru_backward(saved, h0, w_hh, sched, grad_out, grad_hn):
     dAh = torch.empty_like(hg)                 # [dA^r, dA^z, d(W_hn h + b_hn)]
     dAx = torch.empty_like(hg)                 # [dA^r, dA^z, dA^n]
     dh0 = torch.zeros_like(h0)
-    h_all = torch.cat([out, h0])
     for chunk, lo, hi in _chunks(sched):
         r, z = rz[lo:hi, :H], rz[lo:hi, H:]
         nn_ = n[lo:hi]
         d_n = (1 - z) * (1 - nn_ * nn_)                                  # dA^n / dH
-        d_z = (h_all[prev_idx[lo:hi]] - nn_) * z * (1 - z)               # dA^z / dH
+        d_z = (_gather_prev(out, h0, prev_idx[lo:hi]) - nn_) * z * (1 - z)  # dA^z / dH
         r_and_hn = torch.stack([hg[lo:hi, 2 * H:] * r * (1 - r), r], dim=1)  # / dA^n
         z = z.contiguous()
         for s in chunk:
@@ -377,9 +395,7 @@ class _BPTT(torch.autograd.Function):
             dw = db = None
             need = ctx.needs_input_grad
             if need[3]:
-                prev_idx, _ = sched.indices(dH.device)
-                h_prev = torch.cat([prev_src, h0])[prev_idx]
-                dw = dAh.t().mm(h_prev)                       # one GEMM over all N rows
+                dw = _weight_grad(dAh, prev_src, h0, sched)
             if need[4]:
                 db = dAh.sum(0)
         if _RECORDERS and ctx.tag is not None:
