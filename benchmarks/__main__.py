@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cells", default=None, help="comma-separated subset of lstm,gru,rnn")
     p.add_argument("--train-seconds", type=float, default=None,
                    help="training budget per strategy in the convergence section")
+    p.add_argument("--seq-lens", default=None,
+                   help="comma-separated T of the BPTT sweep (memory: those >= 256)")
     p.add_argument("--no-png", action="store_true", help="HTML figures only")
     return p
 
@@ -46,6 +48,15 @@ def main(argv: list[str] | None = None) -> int:
             if not args.train_seconds > 0:
                 raise ValueError("--train-seconds must be positive")
             overrides["train_seconds"] = args.train_seconds
+        if args.seq_lens:
+            try:
+                lens = tuple(int(t) for t in args.seq_lens.split(","))
+            except ValueError:
+                raise ValueError("--seq-lens must be comma-separated integers") from None
+            if not lens or min(lens) < 2:
+                raise ValueError("--seq-lens must be integers >= 2")
+            overrides["seq_lens"] = lens
+            overrides["memory_seq_lens"] = tuple(t for t in lens if t >= 256) or lens
         cfg = BenchConfig.preset(args.quick, **overrides)
         t0 = time.perf_counter()
 

@@ -71,7 +71,9 @@ st.latex(r"\frac{\partial L}{\partial W} \approx \sum_{t} \sum_{s=\max(t-k+1,\,1
          r"\frac{\partial^{+} h_s}{\partial W}")
 st.markdown(
     "This **regular truncation** is biased: dependencies longer than $k$ are never learned "
-    "from. **Randomized truncation** draws the chunk length at random (e.g. geometric around "
-    "a mean $k$), so that in expectation longer dependencies get some gradient too, at the "
-    "price of more variance. *Full* BPTT trains each poem as one sequence from a zero state."
+    "from. **Randomized truncation** (as d2l 9.7 describes it) passes the gradient back "
+    "through each step with probability $p$, scaled by $1/p$, and cuts it otherwise: the cut "
+    "lands a random (geometric) number of steps back, and because every term's expected "
+    "factor is $p \\cdot 1/p = 1$ the gradient is unbiased, at the price of more variance. "
+    "*Full* BPTT trains each poem as one sequence from a zero state."
 )
