@@ -452,32 +452,19 @@ class _LSTMStepper:
         return self.head(x), (torch.stack(hs), torch.stack(cs))
 
 
-NUCLEUS_CANDIDATES = 256
-
-
 def _filter_top_k_top_p(scores: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     """Set scores outside the top-k / nucleus to -inf (rows of (B, V) log-scores)."""
     if top_k and top_k < scores.shape[-1]:
         kth = torch.topk(scores, top_k, dim=-1).values[:, -1:]
         scores = scores.masked_fill(scores < kth, float("-inf"))
     if top_p < 1.0:
-        # The nucleus is almost always a few hundred tokens at most: find it among the top
-        # NUCLEUS_CANDIDATES by topk (a partial sort) and sort everything only when some
-        # row's nucleus does not fit there. Both paths give the same set.
-        V = scores.shape[-1]
-        probs_all = torch.softmax(scores, dim=-1)
-        k = min(V, NUCLEUS_CANDIDATES)
-        top_scores, order = torch.topk(scores, k, dim=-1)
-        probs = probs_all.gather(-1, order)
-        cum = torch.cumsum(probs, dim=-1)
-        if k < V and not bool((cum[:, -1] >= top_p).all()):
-            top_scores, order = torch.sort(scores, dim=-1, descending=True)
-            probs = probs_all.gather(-1, order)
-            cum = torch.cumsum(probs, dim=-1)
-        # keep a token while the mass before it is below top_p (the best one always stays)
-        keep_sorted = (cum - probs) < top_p
-        keep = torch.zeros_like(scores, dtype=torch.bool).scatter(-1, order, keep_sorted)
-        scores = scores.masked_fill(~keep, float("-inf"))
+        sorted_scores, order = torch.sort(scores, dim=-1, descending=True)
+        probs = torch.softmax(sorted_scores, dim=-1)
+        # drop a token when the mass before it already reaches top_p (keeps the best one)
+        before = torch.cumsum(probs, dim=-1) - probs
+        drop_sorted = before >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        scores = scores.masked_fill(drop, float("-inf"))
     return scores
 
 
