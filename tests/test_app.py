@@ -146,8 +146,10 @@ def test_train_then_generate_with_the_trained_run(runs_dir):
     at.switch_page("pages/gradient_flow.py").run()
     _small_gradient_flow(at)
     choices = at.selectbox(key="gf_trained").options
-    assert len(choices) == 2 and "GRU 1×16" in choices[1]
-    at.selectbox(key="gf_trained").set_value(choices[1]).run()
+    assert choices[0] == "(none)" and "the bundled model" in choices
+    ours = [c for c in choices if "GRU 1×16" in c]
+    assert len(ours) == 1
+    at.selectbox(key="gf_trained").set_value(ours[0]).run()
     assert not at.exception and not at.error, _texts(at.error)
     assert "TRAINED GRU" in at.radio(key="gf_act_cell").options
     assert "for the trained gru model: mean gate" in " ".join(_texts(at.markdown))
@@ -164,12 +166,6 @@ def _small_gradient_flow(at: AppTest) -> None:
 def test_generate_page_default_model(runs_dir):
     at = _app("pages/generate.py")
     assert at.radio(key="gen_source").value == "Bundled model"
-    from rnncore.generate import default_model_path
-
-    if not (default_model_path() / "meta.json").is_file():
-        # not bundled yet: the page says so in one line
-        assert any("bundled model is missing" in e for e in _texts(at.error))
-        return
     assert not at.error, _texts(at.error)
     poems = at.session_state["gen_poems"]
     assert len(poems) == 1 and poems[0]["lines"]
