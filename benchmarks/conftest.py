@@ -13,7 +13,9 @@ from benchmarks.config import BenchConfig, quick_from_env
 
 
 def _quick(config: pytest.Config) -> bool:
-    disabled = bool(getattr(config.option, "benchmark_disable", False))
+    # pyproject's addopts pass --benchmark-disable; an explicit --benchmark-enable wins
+    disabled = bool(getattr(config.option, "benchmark_disable", False)) and not bool(
+        getattr(config.option, "benchmark_enable", False))
     return quick_from_env() or disabled
 
 

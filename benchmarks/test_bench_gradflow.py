@@ -16,7 +16,8 @@ SEQ_LEN = 65
 
 @pytest.fixture(scope="module", params=["rnn", "lstm", "gru"])
 def probe(request):
-    hidden = 32 if request.config.getoption("benchmark_disable", False) else 256
+    hidden = 32 if (request.config.getoption("benchmark_disable", False)
+                   and not request.config.getoption("benchmark_enable", False)) else 256
     return gf.prepare(gf.GradFlowConfig(cell=request.param, hidden_size=hidden, seq_len=SEQ_LEN,
                                         embedding_dim=64, seed=0))
 
