@@ -139,3 +139,33 @@ def test_form_for_poems(small_corpus):
     assert form_for_poems(small_corpus.poems) == "qilv"
     wujue = D.Poem("t", "a", ["白日依山盡，", "黃河入海流。", "欲窮千里目，", "更上一層樓。"])
     assert form_for_poems([wujue]) == "wujue"
+
+
+def test_two_sessions_train_at_the_same_time(tmp_path, small_corpus):
+    """Two sessions' jobs run concurrently, each sees only its own, and the caller's thread
+    (the app's script run) is never blocked by the training threads while they run."""
+    import time
+
+    manager = JobManager(tmp_path, torch_threads=1)
+    cfg = _train_config(max_steps=80, eval_every=40)
+    a = manager.start("A", MODEL, cfg, corpus=small_corpus)
+    b = manager.start("B", MODEL, cfg, corpus=small_corpus)
+    overlapped, slowest = False, 0.0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        t0 = time.perf_counter()
+        sa, sb = manager.snapshot("A"), manager.snapshot("B")
+        slowest = max(slowest, time.perf_counter() - t0)
+        assert sa.job_id == a and sb.job_id == b
+        assert [j.job_id for j in manager.jobs("A")] == [a]
+        assert [j.job_id for j in manager.jobs("B")] == [b]
+        overlapped |= sa.status == "running" and sb.status == "running"
+        if not sa.active and not sb.active:
+            break
+        time.sleep(0.05)
+    assert overlapped, "the two jobs never ran at the same time"
+    assert manager.snapshot("A").status == manager.snapshot("B").status == "finished"
+    # polling is a lock-protected copy, not a wait on training (a liveness bound, not speed)
+    assert slowest < 2.0, slowest
+    assert len(list_checkpoints(tmp_path, session_id="A")) == 1
+    assert len(list_checkpoints(tmp_path, session_id="B")) == 1
