@@ -41,7 +41,11 @@ def lstm_cell(x_proj: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b_hh: Tensor |
 
     so dc'/dc = diag(f) with h held fixed: the cell state's own path.
     """
-    gates = x_proj + _recurrent(h, w_hh, b_hh)
+    return lstm_pointwise(x_proj + _recurrent(h, w_hh, b_hh), c)
+
+
+def lstm_pointwise(gates: Tensor, c: Tensor) -> tuple[tuple[Tensor, Tensor], dict[str, Tensor]]:
+    """The LSTM step after the matmuls: pre-activations ``gates`` (B, 4H), order i, f, g, o."""
     i, f, g, o = gates.chunk(4, dim=-1)
     i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
     c_new = f * c + i * g

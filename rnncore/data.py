@@ -52,6 +52,7 @@ from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import torch
 from rnncore.configs import DictConfig
+from rnncore.poetry import split_poem
 
 MAX_CORPUS_BYTES = 50 * 1024 * 1024
 PAUSE_MARKS = "，；：、"  # ends the first line of a couplet
@@ -173,15 +174,7 @@ def split_lines(text: str) -> list[str]:
 
     Whitespace is dropped; a tail without an end mark becomes its own (invalid) line.
     """
-    text = "".join(text.split()).translate(_PUNCT_ALIASES)
-    lines, start = [], 0
-    for i, char in enumerate(text):
-        if char in END_MARKS:
-            lines.append(text[start : i + 1])
-            start = i + 1
-    if start < len(text):
-        lines.append(text[start:])
-    return lines
+    return split_poem(text.translate(_PUNCT_ALIASES))
 
 
 def validate_lines(lines: list[str]) -> str | None:

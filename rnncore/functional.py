@@ -104,13 +104,19 @@ def schedule(batch_sizes: tuple[int, ...], reverse: bool) -> Schedule:
     return Schedule(batch_sizes, reverse)
 
 
-def _prev(buf: Tensor, init: Tensor, s: Step) -> Tensor:
-    """This step's h_{t-1} (bs, H): rows of the previous step, then rows of the initial state."""
+def step_prev(prev_rows: Tensor | None, init: Tensor, s: Step) -> Tensor:
+    """This step's h_{t-1} (bs, H): the first ``n_carry`` rows of the previous step's output
+    ``prev_rows``, then rows of the initial state."""
     if s.n_carry == s.bs:
-        return buf[s.off_prev:s.off_prev + s.bs]
+        return prev_rows[:s.bs]
     if s.n_carry == 0:
         return init[:s.bs]
-    return torch.cat([buf[s.off_prev:s.off_prev + s.n_carry], init[s.n_carry:s.bs]])
+    return torch.cat([prev_rows[:s.n_carry], init[s.n_carry:s.bs]])
+
+
+def _prev(buf: Tensor, init: Tensor, s: Step) -> Tensor:
+    """``step_prev`` over a flat (N, H) buffer."""
+    return step_prev(buf[s.off_prev:s.off_prev + s.n_carry], init, s)
 
 
 def _gather_prev(buf: Tensor, init: Tensor, idx: Tensor) -> Tensor:

@@ -54,6 +54,7 @@ from pathlib import Path
 
 import torch
 
+from rnncore.cells import lstm_pointwise
 from rnncore.poetry import (
     FREE,
     PING,
@@ -443,10 +444,7 @@ class _LSTMStepper:
         hs, cs = [], []
         for l, (w, b) in enumerate(self.layers):
             xh = torch.cat([x, h_all[l]], 1)
-            gates = torch.nn.functional.linear(xh, w, b)
-            i, f, g, o = gates.chunk(4, 1)
-            c = torch.sigmoid(f) * c_all[l] + torch.sigmoid(i) * torch.tanh(g)
-            x = torch.sigmoid(o) * torch.tanh(c)
+            (x, c), _ = lstm_pointwise(torch.nn.functional.linear(xh, w, b), c_all[l])
             hs.append(x)
             cs.append(c)
         return self.head(x), (torch.stack(hs), torch.stack(cs))

@@ -25,7 +25,7 @@ from torch import Tensor, _VF, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from rnncore import cells
-from rnncore.functional import recurrence, schedule
+from rnncore.functional import recurrence, schedule, step_prev
 
 ENGINES = ("bptt", "autograd", "native")
 
@@ -246,18 +246,12 @@ def _autograd_scan(mode, x_proj, h0, c0, w_hh, b_hh, sched, nonlinearity):
     hs: dict[int, Tensor] = {}
     cs: dict[int, Tensor] = {}
 
-    def prev(store, init, s):
-        if s.n_carry == s.bs:
-            return store[s.off_prev][:s.bs]
-        if s.n_carry == 0:
-            return init[:s.bs]
-        return torch.cat([store[s.off_prev][:s.n_carry], init[s.n_carry:s.bs]])
-
     for s in sched.steps:
         xp = x_proj[s.off:s.off + s.bs]
-        h = prev(hs, h0, s)
+        h = step_prev(hs.get(s.off_prev), h0, s)
         if mode == "lstm":
-            (hs[s.off], cs[s.off]), _ = cells.lstm_cell(xp, h, prev(cs, c0, s), w_hh, b_hh)
+            c = step_prev(cs.get(s.off_prev), c0, s)
+            (hs[s.off], cs[s.off]), _ = cells.lstm_cell(xp, h, c, w_hh, b_hh)
         elif mode == "gru":
             hs[s.off], _ = cells.gru_cell(xp, h, w_hh, b_hh)
         else:
