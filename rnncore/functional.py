@@ -6,8 +6,8 @@ rows ``[off_t, off_t + bs_t)`` of an (N, .) tensor hold time step t for the bs_t
 sequences still running (sorted by length, longest first). A padded (T, B) batch is the
 special case bs_t = B, off_t = t*B, so one code path serves both.
 
-Forward (per step, in processing order; ``x_proj`` = W_ih x + b_ih already computed for all
-steps by one GEMM outside):
+Forward: one GEMM projects the input of every step, x_proj = x W_ih^T + b (N, G*H),
+then per step in processing order:
 
     a_t = x_proj_t + h_{t-1} W_hh^T                (one GEMM per step)
     RNN : h_t = tanh(a_t)
@@ -28,13 +28,17 @@ step) and dA_t the gradient of the pre-activations:
     all : dH_{t-1} += dA_t^{rec} W_hh                  (one GEMM per step)
 
 so dL/dh_t = W^T (dL/dh_{t+1} * f'(a_{t+1})) + dL/dout_t, generalised to the gates. Only
-that recursion is sequential: afterwards dW_hh = dA^T H_prev and db_hh = sum dA are single
-GEMMs/reductions over all N rows, and dW_ih, dx follow from dx_proj = dA by autograd's
-GEMMs through the input projection. The loop bodies write into preallocated buffers with
-``out=`` / in-place ops so a step is a handful of kernel calls.
+that recursion is sequential: afterwards dW_hh = dA^T H_prev, dW_ih = dA^T X, dx = dA W_ih
+and db = sum dA are single GEMMs/reductions over all N rows (``_Grads``). When the gate
+gradients of the whole sequence would exceed GRAD_BLOCK_BYTES (long sequences) the same
+GEMMs run per block of steps as soon as the recursion has finished that block, so the
+backward's working set stays bounded and peak memory grows with T only by what forward
+saved. The loop bodies write into preallocated buffers with ``out=`` / in-place ops so a
+step is a handful of kernel calls.
 
-Saved for backward: RNN out (N,H); LSTM gates (N,4H), c (N,H), out; GRU r|z (N,2H),
-n (N,H), W_hh h + b_hh (N,3H), out. With no grad required nothing is saved.
+Saved for backward: x (N,I) and W_ih; RNN out (N,H); LSTM gates (N,4H, the projection
+buffer completed in place), c (N,H), out; GRU [r, z, W_hn h + b_hn] (N,3H), n (N,H),
+out. With no grad required nothing is saved.
 """
 from __future__ import annotations
 
@@ -182,15 +186,15 @@ def _to_padded(flat: Tensor, sched: Schedule) -> Tensor:
 
 
 # --------------------------------------------------------------------------------------
-# forward loops
+# forward loops. Each completes the input projection ``xp`` (N, G*H) = x W_ih^T + b in
+# place, so the pre-activations need no second buffer (for LSTM it becomes the saved gates).
 # --------------------------------------------------------------------------------------
 def _rnn_forward(xp, h0, w_hh, sched, relu, save):
-    N, H = xp.shape[0], h0.shape[1]
-    out = xp.new_empty(N, H)
+    out = xp                                  # (N, H): a_t, then h_t = f(a_t) in place
     wt = w_hh.t()
     for s in sched.steps:
         o = out[s.off:s.off + s.bs]
-        torch.addmm(xp[s.off:s.off + s.bs], _prev(out, h0, s), wt, out=o)
+        o.addmm_(_prev(out, h0, s), wt)
         o.relu_() if relu else o.tanh_()
     return (out,), (out,)
 
@@ -198,15 +202,15 @@ def _rnn_forward(xp, h0, w_hh, sched, relu, save):
 def _lstm_forward(xp, h0, c0, w_hh, sched, save):
     N, H = xp.shape[0], h0.shape[1]
     B = sched.B
+    gates = xp                                # (N, 4H): a_t, then [i, f, g, o] in place
     out = xp.new_empty(N, H)
-    gates = xp.new_empty(N, 4 * H) if save else xp.new_empty(B, 4 * H)
     cs = xp.new_empty(N, H)
     tc = xp.new_empty(B, H)
     wt = w_hh.t()
     for s in sched.steps:
         r0, r1 = s.off, s.off + s.bs
-        g = gates[r0:r1] if save else gates[:s.bs]
-        torch.addmm(xp[r0:r1], _prev(out, h0, s), wt, out=g)
+        g = gates[r0:r1]
+        g.addmm_(_prev(out, h0, s), wt)
         g[:, :2 * H].sigmoid_()
         g[:, 2 * H:3 * H].tanh_()
         g[:, 3 * H:].sigmoid_()
@@ -224,37 +228,51 @@ def _gru_forward(xp, h0, w_hh, b_hh, sched, save):
     B = sched.B
     out = xp.new_empty(N, H)
     rows = N if save else B
-    hg = xp.new_empty(rows, 3 * H)   # W_hh h + b_hh
-    rz = xp.new_empty(rows, 2 * H)
+    # per row [r, z | W_hn h + b_hn]: the GEMM writes W_hh h + b_hh, then r, z replace
+    # their own pre-activations in place, so what backward needs takes 3H, not 5H
+    rzh = xp.new_empty(rows, 3 * H)
     nn_ = xp.new_empty(rows, H)
     wt = w_hh.t()
     for s in sched.steps:
         r0, r1 = s.off, s.off + s.bs
         a, b = (r0, r1) if save else (0, s.bs)
         hp = _prev(out, h0, s)
+        hb = rzh[a:b]
         if b_hh is None:
-            torch.mm(hp, wt, out=hg[a:b])
+            torch.mm(hp, wt, out=hb)
         else:
-            torch.addmm(b_hh, hp, wt, out=hg[a:b])
-        g = rz[a:b]
-        torch.add(xp[r0:r1, :2 * H], hg[a:b, :2 * H], out=g)
-        g.sigmoid_()
+            torch.addmm(b_hh, hp, wt, out=hb)
+        g = hb[:, :2 * H]
+        g.add_(xp[r0:r1, :2 * H]).sigmoid_()
         n = nn_[a:b]
-        torch.addcmul(xp[r0:r1, 2 * H:], g[:, :H], hg[a:b, 2 * H:], out=n)
+        torch.addcmul(xp[r0:r1, 2 * H:], g[:, :H], hb[:, 2 * H:], out=n)
         n.tanh_()
         o = out[r0:r1]
         torch.sub(hp, n, out=o)
         o.mul_(g[:, H:]).add_(n)
-    return (out,), (rz, nn_, hg, out)
+    return (out,), (rzh, nn_, out)
+
+
+def _project(x, w_ih, b_ih, b_hh):
+    """x (N, I) -> x W_ih^T + b_ih (+ b_hh, which adds to the same pre-activation for
+    RNN and LSTM; GRU passes b_hh=None because b_hn sits inside r * (.)): one GEMM."""
+    bias = b_ih if b_hh is None else (b_hh if b_ih is None else b_ih + b_hh)
+    return torch.mm(x, w_ih.t()) if bias is None else torch.addmm(bias, x, w_ih.t())
 
 
 # --------------------------------------------------------------------------------------
-# backward loops; each returns (dA for x_proj (N, G*H), dA for W_hh (N, G*H), dh0, dc0, dH)
+# backward loops: each walks the steps in reverse processing order, block by block, and
+# hands every finished block's gate gradients to ``flush`` (see _Grads)
 # --------------------------------------------------------------------------------------
 # Step-independent factors (gate derivatives) are computed vectorised over a chunk of
 # CHUNK steps at a time: big-tensor ops without per-step launches, yet a working set that
-# does not grow with T (only dA, dH and what forward saved do).
+# does not grow with T.
 CHUNK = 64
+# The gate gradients dA of a whole sequence take G*H floats per row, as much as the saved
+# gates again. Up to this size they are kept and the weight/input gradients are single
+# GEMMs over all rows; beyond it they are formed block by block (each block whole chunks,
+# at least one), so long sequences' peak memory grows only by what the forward saved.
+GRAD_BLOCK_BYTES = 32 * 2 ** 20
 
 
 def _chunks(sched: Schedule):
@@ -268,98 +286,184 @@ def _chunks(sched: Schedule):
         yield chunk, lo, hi
 
 
+def _blocks(sched: Schedule, row_bytes: int) -> list[tuple[int, int, list]]:
+    """Consecutive chunks grouped into blocks (lo, hi, chunks) of at most GRAD_BLOCK_BYTES
+    of gate gradients (``row_bytes`` per row), in backward order."""
+    max_rows = max(1, GRAD_BLOCK_BYTES // row_bytes)
+    blocks: list[tuple[int, int, list]] = []
+    for chunk, lo, hi in _chunks(sched):
+        if blocks:
+            blo, bhi, cs = blocks[-1]
+            if max(bhi, hi) - min(blo, lo) <= max_rows:
+                blocks[-1] = (min(blo, lo), max(bhi, hi), cs + [(chunk, lo, hi)])
+                continue
+        blocks.append((lo, hi, [(chunk, lo, hi)]))
+    return blocks
+
+
+def _block_buffer(ref: Tensor, blocks, width: int) -> Tensor:
+    return ref.new_empty(max(hi - lo for lo, hi, _ in blocks), width)
+
+
 def _backward_init(grad_out, grad_hn, last_idx):
     dH = grad_out.clone()
     dH.index_add_(0, last_idx, grad_hn)
     return dH
 
 
-def _rnn_backward(saved, h0, w_hh, sched, relu, grad_out, grad_hn):
+def _rnn_backward(saved, h0, w_hh, sched, relu, grad_out, grad_hn, flush):
     (out,) = saved
     _, last_idx = sched.indices(out.device)
     dH = _backward_init(grad_out, grad_hn, last_idx)
-    dA = torch.empty_like(out)
+    blocks = _blocks(sched, out.shape[1] * out.element_size())
+    buf = _block_buffer(out, blocks, out.shape[1])
     dh0 = torch.zeros_like(h0)
-    for chunk, lo, hi in _chunks(sched):
-        o = out[lo:hi]
-        deriv = (o > 0).to(o.dtype) if relu else 1 - o * o
-        for s in chunk:
-            r0, r1 = s.off, s.off + s.bs
-            da = dA[r0:r1]
-            torch.mul(dH[r0:r1], deriv[r0 - lo:r1 - lo], out=da)
-            if s.n_carry:
-                dH[s.off_prev:s.off_prev + s.n_carry].addmm_(da[:s.n_carry], w_hh)
-            if s.n_carry < s.bs:
-                dh0[s.n_carry:s.bs].addmm_(da[s.n_carry:], w_hh)
-    return dA, dA, dh0, None, dH
+    for blo, bhi, chunks in blocks:
+        dA = buf[:bhi - blo]
+        for chunk, lo, hi in chunks:
+            o = out[lo:hi]
+            deriv = (o > 0).to(o.dtype) if relu else 1 - o * o
+            for s in chunk:
+                r0, r1 = s.off, s.off + s.bs
+                da = dA[r0 - blo:r1 - blo]
+                torch.mul(dH[r0:r1], deriv[r0 - lo:r1 - lo], out=da)
+                if s.n_carry:
+                    dH[s.off_prev:s.off_prev + s.n_carry].addmm_(da[:s.n_carry], w_hh)
+                if s.n_carry < s.bs:
+                    dh0[s.n_carry:s.bs].addmm_(da[s.n_carry:], w_hh)
+        flush(blo, bhi, dA, dA)
+    return dh0, None, dH
 
 
-def _lstm_backward(saved, h0, c0, w_hh, sched, grad_out, grad_hn, grad_cn):
+def _lstm_backward(saved, h0, c0, w_hh, sched, grad_out, grad_hn, grad_cn, flush):
     gates, cs, out = saved
     H = out.shape[1]
     prev_idx, last_idx = sched.indices(out.device)
     dH = _backward_init(grad_out, grad_hn, last_idx)
     dc_run = grad_cn.clone()       # dL/dc of the step being processed, per sequence (B, H)
-    dA = torch.empty_like(gates)
+    blocks = _blocks(sched, gates.shape[1] * gates.element_size())
+    buf = _block_buffer(gates, blocks, gates.shape[1])
     dh0, dc0 = torch.zeros_like(h0), torch.zeros_like(c0)
-    for chunk, lo, hi in _chunks(sched):
-        i, f, g, o = gates[lo:hi].split(H, dim=1)
-        c_prev = _gather_prev(cs, c0, prev_idx[lo:hi])
-        tc = torch.tanh(cs[lo:hi])
-        dc_from_h = o * (1 - tc * tc)                                   # dc/dh through h = o tanh c
-        mul_c = torch.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], dim=1)
-        mul_h = tc * o * (1 - o)
-        for s in chunk:
-            r0, r1 = s.off, s.off + s.bs
-            a0, a1 = r0 - lo, r1 - lo
-            dh = dH[r0:r1]
-            dc = dc_run[:s.bs].addcmul_(dh, dc_from_h[a0:a1])
-            da = dA[r0:r1]
-            torch.mul(mul_c[a0:a1], dc.unsqueeze(1), out=da.view(s.bs, 4, H)[:, :3])
-            torch.mul(dh, mul_h[a0:a1], out=da[:, 3 * H:])
-            fr = f[a0:a1]
-            k = s.n_carry
-            if k < s.bs:
-                dh0[k:s.bs].addmm_(da[k:], w_hh)
-                dc0[k:s.bs].addcmul_(dc[k:], fr[k:])
-            if k:
-                dH[s.off_prev:s.off_prev + k].addmm_(da[:k], w_hh)
-                dc[:k].mul_(fr[:k])                                     # dc_{t-1} = dc_t * f_t
-    return dA, dA, dh0, dc0, dH
+    for blo, bhi, chunks in blocks:
+        dA = buf[:bhi - blo]
+        for chunk, lo, hi in chunks:
+            i, f, g, o = gates[lo:hi].split(H, dim=1)
+            c_prev = _gather_prev(cs, c0, prev_idx[lo:hi])
+            tc = torch.tanh(cs[lo:hi])
+            dc_from_h = o * (1 - tc * tc)                               # dc/dh through h = o tanh c
+            mul_c = torch.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], dim=1)
+            mul_h = tc * o * (1 - o)
+            for s in chunk:
+                r0, r1 = s.off, s.off + s.bs
+                a0, a1 = r0 - lo, r1 - lo
+                dh = dH[r0:r1]
+                dc = dc_run[:s.bs].addcmul_(dh, dc_from_h[a0:a1])
+                da = dA[r0 - blo:r1 - blo]
+                torch.mul(mul_c[a0:a1], dc.unsqueeze(1), out=da.view(s.bs, 4, H)[:, :3])
+                torch.mul(dh, mul_h[a0:a1], out=da[:, 3 * H:])
+                fr = f[a0:a1]
+                k = s.n_carry
+                if k < s.bs:
+                    dh0[k:s.bs].addmm_(da[k:], w_hh)
+                    dc0[k:s.bs].addcmul_(dc[k:], fr[k:])
+                if k:
+                    dH[s.off_prev:s.off_prev + k].addmm_(da[:k], w_hh)
+                    dc[:k].mul_(fr[:k])                                 # dc_{t-1} = dc_t * f_t
+        flush(blo, bhi, dA, dA)
+    return dh0, dc0, dH
 
 
-def _gru_backward(saved, h0, w_hh, sched, grad_out, grad_hn):
-    rz, n, hg, out = saved
+def _gru_backward(saved, h0, w_hh, sched, grad_out, grad_hn, flush):
+    rzh, n, out = saved
     H = out.shape[1]
     prev_idx, last_idx = sched.indices(out.device)
     dH = _backward_init(grad_out, grad_hn, last_idx)
-    dAh = torch.empty_like(hg)                 # [dA^r, dA^z, d(W_hn h + b_hn)]
-    dAx = torch.empty_like(hg)                 # [dA^r, dA^z, dA^n]
+    blocks = _blocks(sched, 2 * rzh.shape[1] * rzh.element_size())
+    buf_h = _block_buffer(rzh, blocks, 3 * H)    # [dA^r, dA^z, d(W_hn h + b_hn)]
+    buf_x = _block_buffer(rzh, blocks, 3 * H)    # [dA^r, dA^z, dA^n]
     dh0 = torch.zeros_like(h0)
-    for chunk, lo, hi in _chunks(sched):
-        r, z = rz[lo:hi, :H], rz[lo:hi, H:]
-        nn_ = n[lo:hi]
-        d_n = (1 - z) * (1 - nn_ * nn_)                                  # dA^n / dH
-        d_z = (_gather_prev(out, h0, prev_idx[lo:hi]) - nn_) * z * (1 - z)  # dA^z / dH
-        r_and_hn = torch.stack([hg[lo:hi, 2 * H:] * r * (1 - r), r], dim=1)  # / dA^n
-        z = z.contiguous()
-        for s in chunk:
-            r0, r1 = s.off, s.off + s.bs
-            a0, a1 = r0 - lo, r1 - lo
-            dh = dH[r0:r1]
-            dn = dAx[r0:r1, 2 * H:]
-            torch.mul(dh, d_n[a0:a1], out=dn)
-            da = dAh[r0:r1]
-            torch.mul(dh, d_z[a0:a1], out=da[:, H:2 * H])
-            torch.mul(r_and_hn[a0:a1], dn.unsqueeze(1), out=da.view(s.bs, 3, H)[:, ::2])
-            zr = z[a0:a1]
-            k = s.n_carry
-            if k:
-                dH[s.off_prev:s.off_prev + k].addcmul_(dh[:k], zr[:k]).addmm_(da[:k], w_hh)
-            if k < s.bs:
-                dh0[k:s.bs].addcmul_(dh[k:], zr[k:]).addmm_(da[k:], w_hh)
-    dAx[:, :2 * H] = dAh[:, :2 * H]
-    return dAx, dAh, dh0, None, dH
+    for blo, bhi, chunks in blocks:
+        dAh, dAx = buf_h[:bhi - blo], buf_x[:bhi - blo]
+        for chunk, lo, hi in chunks:
+            r, z = rzh[lo:hi, :H], rzh[lo:hi, H:2 * H]
+            nn_ = n[lo:hi]
+            d_n = (1 - z) * (1 - nn_ * nn_)                              # dA^n / dH
+            d_z = (_gather_prev(out, h0, prev_idx[lo:hi]) - nn_) * z * (1 - z)  # dA^z / dH
+            r_and_hn = torch.stack([rzh[lo:hi, 2 * H:] * r * (1 - r), r], dim=1)  # / dA^n
+            z = z.contiguous()
+            for s in chunk:
+                r0, r1 = s.off, s.off + s.bs
+                a0, a1 = r0 - lo, r1 - lo
+                dh = dH[r0:r1]
+                dn = dAx[r0 - blo:r1 - blo, 2 * H:]
+                torch.mul(dh, d_n[a0:a1], out=dn)
+                da = dAh[r0 - blo:r1 - blo]
+                torch.mul(dh, d_z[a0:a1], out=da[:, H:2 * H])
+                torch.mul(r_and_hn[a0:a1], dn.unsqueeze(1), out=da.view(s.bs, 3, H)[:, ::2])
+                zr = z[a0:a1]
+                k = s.n_carry
+                if k:
+                    dH[s.off_prev:s.off_prev + k].addcmul_(dh[:k], zr[:k]).addmm_(da[:k], w_hh)
+                if k < s.bs:
+                    dh0[k:s.bs].addcmul_(dh[k:], zr[k:]).addmm_(da[k:], w_hh)
+        dAx[:, :2 * H] = dAh[:, :2 * H]
+        flush(blo, bhi, dAx, dAh)
+    return dh0, None, dH
+
+
+class _Grads:
+    """Gradients of the layer-direction's inputs and weights, accumulated block by block
+    from the gate gradients of rows [lo, hi):
+
+        dx[lo:hi] = dA_x W_ih          dW_ih += dA_x^T x[lo:hi]      db_ih += sum dA_x
+        dW_hh += dA_h^T h_prev[lo:hi]  db_hh += sum dA_h
+
+    (dA_x: gradient of x W_ih^T + b_ih; dA_h: of W_hh h + b_hh; one tensor for RNN and
+    LSTM, where both biases add to the same pre-activation). With a single block these
+    are single GEMMs over all N rows."""
+
+    def __init__(self, x, w_ih, w_hh, h0, prev_src, sched, need):
+        self.x, self.w_ih, self.h0, self.prev_src, self.sched = x, w_ih, h0, prev_src, sched
+        self.dx = x.new_empty(x.shape) if need[0] else None
+        self.dw_ih = torch.zeros_like(w_ih) if need[1] else None
+        self.db_ih = w_ih.new_zeros(w_ih.shape[0]) if need[2] else None
+        self.dw_hh = torch.zeros_like(w_hh) if need[5] else None
+        self.db_hh = w_hh.new_zeros(w_hh.shape[0]) if need[6] else None
+
+    def __call__(self, lo: int, hi: int, dAx: Tensor, dAh: Tensor) -> None:
+        if self.dx is not None:
+            torch.mm(dAx, self.w_ih, out=self.dx[lo:hi])
+        if self.dw_ih is not None:
+            self.dw_ih.addmm_(dAx.t(), self.x[lo:hi])
+        if self.dw_hh is not None:
+            _weight_grad_into(self.dw_hh, dAh, self.prev_src, self.h0, self.sched, lo, hi)
+        sum_x = dAx.sum(0) if self.db_ih is not None else None
+        if self.db_ih is not None:
+            self.db_ih += sum_x
+        if self.db_hh is not None:
+            self.db_hh += sum_x if dAh is dAx and sum_x is not None else dAh.sum(0)
+
+
+def _weight_grad_into(dw: Tensor, dA: Tensor, out: Tensor, h0: Tensor, sched: Schedule,
+                      lo: int, hi: int) -> None:
+    """dW_hh += sum over rows [lo, hi) of dA_t^T h_{t-1}. For a padded batch h_{t-1} is
+    ``out`` shifted by one step (views, no copy; the first processed step reads h0);
+    packed input gathers the rows."""
+    if sched.uniform:
+        B, N = sched.B, sched.N
+        if not sched.reverse:
+            if lo == 0:
+                dw.addmm_(dA[:B].t(), h0)
+                dA, lo = dA[B:], B
+            dw.addmm_(dA.t(), out[lo - B:hi - B])
+        else:
+            if hi == N:
+                dw.addmm_(dA[-B:].t(), h0)
+                dA, hi = dA[:-B], N - B
+            dw.addmm_(dA.t(), out[lo + B:hi + B])
+        return
+    prev_idx, _ = sched.indices(out.device)
+    dw.addmm_(dA.t(), _gather_prev(out, h0, prev_idx[lo:hi]))
 
 
 # --------------------------------------------------------------------------------------
@@ -367,71 +471,72 @@ def _gru_backward(saved, h0, w_hh, sched, grad_out, grad_hn):
 # --------------------------------------------------------------------------------------
 class _BPTT(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x_proj, h0, c0, w_hh, b_hh, mode, sched, relu, tag):
+    def forward(ctx, x, w_ih, b_ih, h0, c0, w_hh, b_hh, mode, sched, relu, tag):
         if mode == "lstm":
-            (out, cs), saved = _lstm_forward(x_proj, h0, c0, w_hh, sched, True)
+            (out, cs), saved = _lstm_forward(_project(x, w_ih, b_ih, b_hh), h0, c0, w_hh,
+                                             sched, True)
         elif mode == "gru":
-            (out,), saved = _gru_forward(x_proj, h0, w_hh, b_hh, sched, True)
+            (out,), saved = _gru_forward(_project(x, w_ih, b_ih, None), h0, w_hh, b_hh,
+                                         sched, True)
         else:
-            (out,), saved = _rnn_forward(x_proj, h0, w_hh, sched, relu, True)
+            (out,), saved = _rnn_forward(_project(x, w_ih, b_ih, b_hh), h0, w_hh, sched,
+                                         relu, True)
         _, last = sched.indices(out.device)
         ctx.mode, ctx.sched, ctx.relu, ctx.tag = mode, sched, relu, tag
-        ctx.save_for_backward(*saved, h0, c0 if c0 is not None else h0, w_hh)
+        ctx.save_for_backward(x, w_ih, *saved, h0, c0 if c0 is not None else h0, w_hh)
         if mode == "lstm":
             return out, out[last], cs[last]
         return out, out[last]
 
     @staticmethod
     def backward(ctx, grad_out, grad_hn, grad_cn=None):
-        *saved, h0, c0, w_hh = ctx.saved_tensors
-        mode, sched = ctx.mode, ctx.sched
+        x, w_ih, *saved, h0, c0, w_hh = ctx.saved_tensors
+        mode, sched, need = ctx.mode, ctx.sched, ctx.needs_input_grad
         with torch.no_grad():
             grad_out = grad_out.contiguous()
+            grads = _Grads(x, w_ih, w_hh, h0, saved[-1], sched, need)
             if mode == "lstm":
-                dAx, dAh, dh0, dc0, dH = _lstm_backward(
-                    saved, h0, c0, w_hh, sched, grad_out, grad_hn, grad_cn)
-                prev_src = saved[2]
+                dh0, dc0, dH = _lstm_backward(saved, h0, c0, w_hh, sched, grad_out, grad_hn,
+                                              grad_cn, grads)
             elif mode == "gru":
-                dAx, dAh, dh0, dc0, dH = _gru_backward(saved, h0, w_hh, sched, grad_out, grad_hn)
-                prev_src = saved[3]
+                dh0, dc0, dH = _gru_backward(saved, h0, w_hh, sched, grad_out, grad_hn, grads)
             else:
-                dAx, dAh, dh0, dc0, dH = _rnn_backward(
-                    saved, h0, w_hh, sched, ctx.relu, grad_out, grad_hn)
-                prev_src = saved[0]
-            dw = db = None
-            need = ctx.needs_input_grad
-            if need[3]:
-                dw = _weight_grad(dAh, prev_src, h0, sched)
-            if need[4]:
-                db = dAh.sum(0)
+                dh0, dc0, dH = _rnn_backward(saved, h0, w_hh, sched, ctx.relu, grad_out,
+                                             grad_hn, grads)
         if _RECORDERS and ctx.tag is not None:
             padded = _to_padded(dH, sched)
             for rec in _RECORDERS:
                 rec.records.append(HiddenGrad(ctx.tag[0], ctx.tag[1], padded))
-        return (dAx if need[0] else None, dh0 if need[1] else None,
-                dc0 if (need[2] and mode == "lstm") else None, dw, db,
+        return (grads.dx, grads.dw_ih, grads.db_ih, dh0 if need[3] else None,
+                dc0 if (need[4] and mode == "lstm") else None, grads.dw_hh, grads.db_hh,
                 None, None, None, None)
 
 
-def recurrence(mode: str, x_proj: Tensor, h0: Tensor, c0: Tensor | None, w_hh: Tensor,
-               b_hh: Tensor | None, sched: Schedule, relu: bool = False, tag=None):
+def recurrence(mode: str, x: Tensor, w_ih: Tensor, b_ih: Tensor | None, h0: Tensor,
+               c0: Tensor | None, w_hh: Tensor, b_hh: Tensor | None, sched: Schedule,
+               relu: bool = False, tag=None):
     """Run one layer-direction over a flat time-major batch with the "bptt" engine.
 
-    x_proj (N, G*H): input projection incl. biases (for GRU without b_hh, passed apart
-    because b_hn sits inside r * (.)); h0, c0 (B, H); returns out (N, H), h_n (B, H) and,
-    for LSTM, c_n (B, H). Without grad nothing is saved for backward.
+    x (N, I) the layer's input; w_ih (G*H, I), b_ih (G*H,), w_hh (G*H, H), b_hh (G*H,)
+    (biases may be None); h0, c0 (B, H). Returns out (N, H), h_n (B, H) and, for LSTM,
+    c_n (B, H). The input projection is the first GEMM inside the Function, so the
+    backward can form dx, dW_ih and dW_hh together from blocks of gate gradients.
+    Without grad nothing is saved for backward.
     """
     needs_grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (x_proj, h0, c0, w_hh, b_hh))
+        t is not None and t.requires_grad for t in (x, w_ih, b_ih, h0, c0, w_hh, b_hh))
     if needs_grad:
-        return _BPTT.apply(x_proj, h0, c0, w_hh, b_hh, mode, sched, relu, tag)
+        return _BPTT.apply(x, w_ih, b_ih, h0, c0, w_hh, b_hh, mode, sched, relu, tag)
     with torch.no_grad():
-        _, last = sched.indices(x_proj.device)
+        _, last = sched.indices(x.device)
         if mode == "lstm":
-            (out, cs), _ = _lstm_forward(x_proj, h0, c0, w_hh, sched, False)
+            (out, cs), _ = _lstm_forward(_project(x, w_ih, b_ih, b_hh), h0, c0, w_hh,
+                                         sched, False)
             return out, out[last], cs[last]
         if mode == "gru":
-            (out,), _ = _gru_forward(x_proj, h0, w_hh, b_hh, sched, False)
+            (out,), _ = _gru_forward(_project(x, w_ih, b_ih, None), h0, w_hh, b_hh, sched,
+                                     False)
         else:
-            (out,), _ = _rnn_forward(x_proj, h0, w_hh, sched, relu, False)
+            (out,), _ = _rnn_forward(_project(x, w_ih, b_ih, b_hh), h0, w_hh, sched, relu,
+                                     False)
         return out, out[last]

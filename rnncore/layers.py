@@ -229,13 +229,7 @@ class RNNBase(nn.Module):
         sched = schedule(sizes, bool(direction))
         relu = self.nonlinearity == "relu"
         if self.engine == "bptt":
-            if self.mode == "gru":
-                x_proj = F.linear(x, w_ih, b_ih)
-                return recurrence("gru", x_proj, h0, None, w_hh, b_hh, sched, tag=(layer, direction))
-            # b_hh adds to the same pre-activation as b_ih: fold it into the input GEMM
-            bias = None if b_ih is None else b_ih + b_hh
-            x_proj = F.linear(x, w_ih, bias)
-            return recurrence(self.mode, x_proj, h0, c0, w_hh, None, sched, relu,
+            return recurrence(self.mode, x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu,
                               tag=(layer, direction))
         return _autograd_scan(self.mode, F.linear(x, w_ih, b_ih), h0, c0, w_hh, b_hh,
                               sched, self.nonlinearity)
