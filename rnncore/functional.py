@@ -223,33 +223,36 @@ def _lstm_forward(xp, h0, c0, w_hh, sched, save):
     return (out, cs), (gates, cs, out)
 
 
-def _gru_forward(xp, h0, w_hh, b_hh, sched, save):
-    N, H = xp.shape[0], h0.shape[1]
-    B = sched.B
-    out = xp.new_empty(N, H)
-    rows = N if save else B
-    # per row [r, z | W_hn h + b_hn]: the GEMM writes W_hh h + b_hh, then r, z replace
-    # their own pre-activations in place, so what backward needs takes 3H, not 5H
-    rzh = xp.new_empty(rows, 3 * H)
-    nn_ = xp.new_empty(rows, H)
+def _gru_forward(x, w_ih, b_ih, h0, w_hh, b_hh, sched, save):
+    N, H = x.shape[0], h0.shape[1]
+    # b_hr, b_hz add to the same pre-activations as b_ir, b_iz: fold them into the input
+    # GEMM. Its buffer then serves per row as [r, z | W_hn h + b_hn]: it starts as
+    # [x_r + b_r, x_z + b_z | b_hn], the step's GEMM adds W_hh h in place and r, z replace
+    # their pre-activations in place, so what backward needs takes 3H and a step is 5 ops.
+    b_x = b_ih
+    if b_hh is not None:
+        b_rz = torch.cat([b_hh[:2 * H], b_hh.new_zeros(H)])
+        b_x = b_rz if b_ih is None else b_ih + b_rz
+    rzh = _project(x, w_ih, b_x, None)                       # (N, 3H)
+    xn = rzh[:, 2 * H:].clone()                               # x_n + b_in (N, H)
+    if b_hh is None:
+        rzh[:, 2 * H:] = 0
+    else:
+        rzh[:, 2 * H:] = b_hh[2 * H:]
+    out = x.new_empty(N, H)
+    nn_ = x.new_empty(N if save else sched.B, H)
     wt = w_hh.t()
     for s in sched.steps:
         r0, r1 = s.off, s.off + s.bs
-        a, b = (r0, r1) if save else (0, s.bs)
         hp = _prev(out, h0, s)
-        hb = rzh[a:b]
-        if b_hh is None:
-            torch.mm(hp, wt, out=hb)
-        else:
-            torch.addmm(b_hh, hp, wt, out=hb)
+        hb = rzh[r0:r1]
+        hb.addmm_(hp, wt)
         g = hb[:, :2 * H]
-        g.add_(xp[r0:r1, :2 * H]).sigmoid_()
-        n = nn_[a:b]
-        torch.addcmul(xp[r0:r1, 2 * H:], g[:, :H], hb[:, 2 * H:], out=n)
+        g.sigmoid_()
+        n = nn_[r0:r1] if save else nn_[:s.bs]
+        torch.addcmul(xn[r0:r1], g[:, :H], hb[:, 2 * H:], out=n)
         n.tanh_()
-        o = out[r0:r1]
-        torch.sub(hp, n, out=o)
-        o.mul_(g[:, H:]).add_(n)
+        torch.lerp(n, hp, g[:, H:], out=out[r0:r1])          # (1 - z) n + z h_{t-1}
     return (out,), (rzh, nn_, out)
 
 
@@ -469,24 +472,31 @@ def _weight_grad_into(dw: Tensor, dA: Tensor, out: Tensor, h0: Tensor, sched: Sc
 # --------------------------------------------------------------------------------------
 # the autograd Function and the entry point
 # --------------------------------------------------------------------------------------
+def _forward(mode, x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, save):
+    """-> (outputs, saved): out (N, H) (and, for LSTM, c (N, H)), and what backward needs."""
+    if mode == "lstm":
+        return _lstm_forward(_project(x, w_ih, b_ih, b_hh), h0, c0, w_hh, sched, save)
+    if mode == "gru":
+        return _gru_forward(x, w_ih, b_ih, h0, w_hh, b_hh, sched, save)
+    return _rnn_forward(_project(x, w_ih, b_ih, b_hh), h0, w_hh, sched, relu, save)
+
+
+def _final(mode, outputs, sched):
+    """(out, h_n) or (out, h_n, c_n) from the flat outputs."""
+    _, last = sched.indices(outputs[0].device)
+    out = outputs[0]
+    if mode == "lstm":
+        return out, out[last], outputs[1][last]
+    return out, out[last]
+
+
 class _BPTT(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w_ih, b_ih, h0, c0, w_hh, b_hh, mode, sched, relu, tag):
-        if mode == "lstm":
-            (out, cs), saved = _lstm_forward(_project(x, w_ih, b_ih, b_hh), h0, c0, w_hh,
-                                             sched, True)
-        elif mode == "gru":
-            (out,), saved = _gru_forward(_project(x, w_ih, b_ih, None), h0, w_hh, b_hh,
-                                         sched, True)
-        else:
-            (out,), saved = _rnn_forward(_project(x, w_ih, b_ih, b_hh), h0, w_hh, sched,
-                                         relu, True)
-        _, last = sched.indices(out.device)
+        outputs, saved = _forward(mode, x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, True)
         ctx.mode, ctx.sched, ctx.relu, ctx.tag = mode, sched, relu, tag
         ctx.save_for_backward(x, w_ih, *saved, h0, c0 if c0 is not None else h0, w_hh)
-        if mode == "lstm":
-            return out, out[last], cs[last]
-        return out, out[last]
+        return _final(mode, outputs, sched)
 
     @staticmethod
     def backward(ctx, grad_out, grad_hn, grad_cn=None):
@@ -528,15 +538,5 @@ def recurrence(mode: str, x: Tensor, w_ih: Tensor, b_ih: Tensor | None, h0: Tens
     if needs_grad:
         return _BPTT.apply(x, w_ih, b_ih, h0, c0, w_hh, b_hh, mode, sched, relu, tag)
     with torch.no_grad():
-        _, last = sched.indices(x.device)
-        if mode == "lstm":
-            (out, cs), _ = _lstm_forward(_project(x, w_ih, b_ih, b_hh), h0, c0, w_hh,
-                                         sched, False)
-            return out, out[last], cs[last]
-        if mode == "gru":
-            (out,), _ = _gru_forward(_project(x, w_ih, b_ih, None), h0, w_hh, b_hh, sched,
-                                     False)
-        else:
-            (out,), _ = _rnn_forward(_project(x, w_ih, b_ih, b_hh), h0, w_hh, sched, relu,
-                                     False)
-        return out, out[last]
+        outputs, _ = _forward(mode, x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, False)
+        return _final(mode, outputs, sched)
