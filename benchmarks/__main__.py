@@ -1,8 +1,10 @@
-"""``python -m benchmarks [--quick] [--device cpu|cuda] [--out benchmarks/results]``.
+"""``python -m benchmarks [--quick] [--device cpu|cuda] [--out benchmarks/results]
+[--sections layers,bptt,convergence,step] [--threads N]``, or ``--rebuild RUN_DIR ...``.
 
 Runs the measurements of benchmarks/measure*.py, checks the targets and writes a report
-(a new directory per run; see benchmarks/README.md). User errors print ``error: ...`` and
-exit 2.
+(a new directory per run; see benchmarks/README.md). ``--rebuild`` redraws the figures
+(PNG, and HTML where missing) of existing runs from their results.json without measuring.
+User errors print ``error: ...`` and exit 2.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import argparse
 import sys
 import time
 
-SECTIONS = ("layers", "bptt", "convergence")
+SECTIONS = ("layers", "bptt", "convergence", "step")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,13 +29,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training budget per strategy in the convergence section")
     p.add_argument("--seq-lens", default=None,
                    help="comma-separated T of the BPTT sweep (memory: those >= 256)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads (default: torch's, i.e. OMP_NUM_THREADS or "
+                        "the cores); the trainer's quality record runs with 1")
     p.add_argument("--no-png", action="store_true", help="HTML figures only")
+    p.add_argument("--rebuild", nargs="+", metavar="RUN_DIR", default=None,
+                   help="measure nothing: redraw the figures of these run directories from "
+                        "their results.json (PNG, HTML where missing)")
+    p.add_argument("--rebuild-html", action="store_true",
+                   help="with --rebuild: rewrite every figure's HTML too")
     return p
+
+
+def rebuild(dirs: list[str], png: bool, html: bool) -> int:
+    from benchmarks.report import rebuild_figures
+
+    for d in dirs:
+        out = rebuild_figures(d, png=png, html=html)
+        print(f"{d}: html {','.join(out['html']) or '-'}; png {','.join(out['png']) or '-'}")
+        if out["note"]:
+            print(out["note"], file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.rebuild:
+            return rebuild(args.rebuild, png=not args.no_png, html=args.rebuild_html)
         from benchmarks.config import BenchConfig
         from benchmarks.report import run_benchmark, write_report
 
@@ -58,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
             overrides["seq_lens"] = lens
             overrides["memory_seq_lens"] = tuple(t for t in lens if t >= 256) or lens
         cfg = BenchConfig.preset(args.quick, **overrides)
+        if args.threads is not None:
+            if args.threads < 1:
+                raise ValueError("--threads must be a positive integer")
+            import torch
+
+            torch.set_num_threads(args.threads)  # recorded as machine.torch_threads
         t0 = time.perf_counter()
 
         def progress(msg: str) -> None:

@@ -16,6 +16,9 @@ ENGINES = ("bptt", "autograd", "native")
 # (batch, seq_len, input_size, hidden_size) of the layer forward+backward benchmark
 FULL_LAYER_SIZES = ((64, 64, 128, 256), (32, 100, 256, 256), (32, 128, 256, 512))
 QUICK_LAYER_SIZES = ((4, 8, 16, 32),)
+# the Tang corpus vocabulary (rnncore.data.prepare_data(DataConfig(corpus="tang")))
+TANG_VOCAB = 4953
+STEP_DATA = ("corpus", "random")
 
 
 class BenchConfigError(ValueError):
@@ -29,6 +32,8 @@ class BenchConfig:
     ``layer_sizes``: (B, T, I, H) tuples. ``seq_lens``: T of the one-step BPTT sweep;
     ``truncations``: k of truncated BPTT (k1 = k2), ``uneven_truncation``: one (k1, k2) with
     k1 < k2. ``train_seconds``: wall-clock budget per strategy of the convergence run.
+    ``step_*``: the training-step breakdown (``benchmarks/measure_step.py``): engines, data
+    (``corpus`` or ``random``), model and batch sizes, dropout, clip, Adam's lr, rounds.
     """
 
     quick: bool = False
@@ -55,6 +60,23 @@ class BenchConfig:
     train_seq_len: int = 128
     train_batch: int = 32
     eval_every_seconds: float = 10.0
+    # one truncated training step at the real training size (the quality record's model:
+    # CharRNN LSTM 2 x 256, embedding 128, Tang vocabulary, batch 32, window 64, dropout 0.1,
+    # Adam, clip 1.0); "corpus" reads real batches (vocabulary = the corpus's), "random"
+    # draws tokens from ``step_vocab`` ids (the cost does not depend on which ids)
+    step_engines: tuple[str, ...] = ("bptt", "native")
+    step_data: str = "corpus"
+    step_vocab: int = TANG_VOCAB
+    step_embedding: int = 128
+    step_hidden: int = 256
+    step_layers: int = 2
+    step_batch: int = 32
+    step_window: int = 64
+    step_dropout: float = 0.1
+    step_clip: float = 1.0
+    step_lr: float = 3e-3
+    step_warmup: int = 3
+    step_repeats: int = 21
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -64,7 +86,7 @@ class BenchConfig:
         bad = [c for c in self.cells if c not in CELLS]
         if bad:
             raise BenchConfigError(f"unknown cell(s) {bad}; choose from {list(CELLS)}")
-        bad = [e for e in self.engines if e not in ENGINES]
+        bad = [e for e in (*self.engines, *self.step_engines) if e not in ENGINES]
         if bad:
             raise BenchConfigError(f"unknown engine(s) {bad}; choose from {list(ENGINES)}")
         if self.repeats < 1 or self.warmup < 0 or self.bptt_repeats < 1:
@@ -72,6 +94,13 @@ class BenchConfig:
         k1, k2 = self.uneven_truncation
         if not 0 < k1 <= k2:
             raise BenchConfigError(f"uneven_truncation needs 0 < k1 <= k2, got {(k1, k2)}")
+        if self.step_data not in STEP_DATA:
+            raise BenchConfigError(f"step_data must be one of {list(STEP_DATA)}, "
+                                   f"got {self.step_data!r}")
+        if self.step_repeats < 1 or self.step_warmup < 0:
+            raise BenchConfigError("step_repeats must be >= 1 and step_warmup >= 0")
+        if not 0.0 <= self.step_dropout < 1.0 or self.step_clip < 0:
+            raise BenchConfigError("step_dropout must be in [0, 1) and step_clip >= 0")
 
     @classmethod
     def preset(cls, quick: bool, **overrides) -> "BenchConfig":
@@ -83,6 +112,9 @@ class BenchConfig:
                 seq_lens=(16, 32), truncations=(4, 8), uneven_truncation=(4, 8),
                 bptt_repeats=1, memory_seq_lens=(16, 64), fidelity_seq_len=16,
                 train_seconds=1.0, train_seq_len=16, train_batch=8, eval_every_seconds=0.5,
+                # the real vocabulary (the head's size is the point), tiny everything else
+                step_data="random", step_embedding=16, step_hidden=32, step_batch=4,
+                step_window=8, step_warmup=1, step_repeats=3,
             )
         else:
             base = {}

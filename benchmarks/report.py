@@ -3,16 +3,21 @@
 Layout (see benchmarks/README.md): every run gets its own directory
 ``<out>/<YYYYmmdd-HHMMSS>-<device>[-quick]/`` (nothing earlier is overwritten) holding
 ``results.json`` (everything), one CSV per section, ``targets.csv``, ``report.md`` and the
-figures as ``<name>.html`` (+ ``<name>.png`` when plotly's static export works).
-``load_results(dir)`` accepts a run directory or the parent (it takes the newest run).
+figures as ``<name>.html`` (+ ``<name>.png`` when plotly's static export works: kaleido and a
+Chrome/Chromium; otherwise HTML only, with a one-line note).
+``load_results(dir)`` accepts a run directory or the parent (it takes the newest run);
+``rebuild_figures(dir)`` redraws a run's figures from its ``results.json``.
 """
 from __future__ import annotations
 
 import csv
 import datetime
+import hashlib
 import json
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -22,10 +27,13 @@ from benchmarks.config import BenchConfig
 from benchmarks.measure import (layer_target, machine_info, matmul_peak_gflops,
                                 measure_layer)
 from benchmarks import measure_bptt as mb
+from benchmarks import measure_step as mstep
 
 FORMAT = "rnncore-benchmarks/1"
-SECTIONS = ("layers", "bptt_steps", "fidelity", "convergence", "targets")
-FIGURES = ("layers", "layers_gflops", "bptt_time", "bptt_memory", "fidelity", "convergence")
+SECTIONS = ("layers", "bptt_steps", "fidelity", "convergence", "step", "targets")
+FIGURES = ("layers", "layers_gflops", "bptt_time", "bptt_memory", "fidelity", "convergence",
+           "step")
+RUN_SECTIONS = ("layers", "bptt", "convergence", "step")
 
 
 class BenchmarkResultsError(ValueError):
@@ -140,15 +148,57 @@ def run_fidelity(cfg: BenchConfig, trained: dict, progress: Callable = _noop) ->
     return rows
 
 
+def run_step(cfg: BenchConfig, progress: Callable = _noop) -> list[dict]:
+    """The whole truncated training step at the real training size and its parts
+    (``benchmarks/measure_step.py``), every engine of ``cfg.step_engines`` interleaved."""
+    progress(f"step: {cfg.step_data} batch {cfg.step_batch} x {cfg.step_window}")
+    data = mstep.step_batch(cfg.step_data, cfg.step_batch, cfg.step_window, cfg.step_vocab,
+                            seed=cfg.seed)
+    progress(f"step: {','.join(cfg.step_engines)}, V={data.vocab_size}, "
+             f"{cfg.step_warmup} + {cfg.step_repeats} rounds")
+    return mstep.measure_step_breakdown(
+        tuple(cfg.step_engines), data, embedding_dim=cfg.step_embedding,
+        hidden_size=cfg.step_hidden, num_layers=cfg.step_layers, dropout=cfg.step_dropout,
+        clip=cfg.step_clip, lr=cfg.step_lr, device=cfg.device, warmup=cfg.step_warmup,
+        repeats=cfg.step_repeats, seed=cfg.seed)
+
+
+def code_version() -> dict:
+    """Which code was measured: git HEAD, the files changed since (``git status``), and a
+    sha256 over ``rnncore/*.py`` (so a run on an uncommitted tree is still identifiable)."""
+    root = Path(__file__).resolve().parents[1]
+    out: dict = {}
+    try:
+        # read-only: GIT_OPTIONAL_LOCKS=0 keeps `git status` from refreshing the index
+        env = dict(os.environ, GIT_OPTIONAL_LOCKS="0")
+        run = lambda *a: subprocess.run(["git", *a], cwd=root, capture_output=True,  # noqa: E731
+                                        text=True, timeout=10, env=env).stdout
+        out["git_head"] = run("rev-parse", "HEAD").strip() or None
+        out["changed"] = [ln[3:] for ln in run("status", "--porcelain", "--untracked-files=no",
+                                                "--", "rnncore", "benchmarks").splitlines()
+                          if len(ln) > 3]
+    except (OSError, subprocess.SubprocessError):
+        out["git_head"] = None
+    h = hashlib.sha256()
+    for f in sorted((root / "rnncore").glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    out["rnncore_sha256"] = h.hexdigest()[:16]
+    return out
+
+
 def run_benchmark(cfg: BenchConfig, sections: tuple[str, ...] = ("layers", "bptt", "convergence"),
                   progress: Callable = _noop) -> dict:
-    """Run the chosen sections (``layers``, ``bptt``, ``convergence``; fidelity runs with
-    ``convergence`` since it needs the trained models) and compute the targets."""
+    """Run the chosen sections (``layers``, ``bptt``, ``convergence``, ``step``; fidelity
+    runs with ``convergence`` since it needs the trained models) and compute the targets."""
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but CUDA is not available")
+    bad = [s for s in sections if s not in RUN_SECTIONS]
+    if bad:
+        raise ValueError(f"unknown section(s) {bad}; choose from {','.join(RUN_SECTIONS)}")
     torch.manual_seed(cfg.seed)
     results: dict = {"format": FORMAT, "machine": machine_info(cfg.device),
-                     "config": cfg.to_dict(), "sections": list(sections)}
+                     "code": code_version(), "config": cfg.to_dict(),
+                     "sections": list(sections)}
     progress("matmul peak")
     mm = matmul_peak_gflops(cfg.device, cfg.matmul_size, cfg.warmup, cfg.repeats)
     results["matmul"] = mm
@@ -159,6 +209,7 @@ def run_benchmark(cfg: BenchConfig, sections: tuple[str, ...] = ("layers", "bptt
         results["fidelity"] = run_fidelity(cfg, trained, progress)
     else:
         results["convergence"], results["fidelity"] = [], []
+    results["step"] = run_step(cfg, progress) if "step" in sections else []
     results["targets"] = check_targets(results)
     return results
 
@@ -285,23 +336,52 @@ def build_figures(results: dict) -> dict:
         figs["fidelity"] = plots.gradient_fidelity_figure(results["fidelity"])
     if results.get("convergence"):
         figs["convergence"] = plots.convergence_figure(results["convergence"])
+    if results.get("step"):
+        figs["step"] = plots.step_breakdown_figure(results["step"])
     return figs
 
 
-def export_png(fig, path: Path) -> bool:
-    """Static PNG through kaleido (needs kaleido >= 1 and a Chrome/Chromium, e.g.
-    ``BROWSER_PATH=/usr/bin/chromium``); False when that is not available."""
+DEFAULT_CHROMIUM = "/usr/bin/chromium"
+
+
+def export_pngs(figs: dict, run_dir: str | os.PathLike) -> tuple[list[str], str | None]:
+    """Write ``<name>.png`` for every figure through kaleido (>= 1, which drives a
+    Chrome/Chromium: ``BROWSER_PATH`` is set to /usr/bin/chromium when that exists and
+    ``BROWSER_PATH`` is unset). All figures go through one browser session
+    (``plotly.io.write_images``). Returns (names written, None) or ([], one-line reason):
+    a failed export never raises, the figures are then HTML only."""
+    if not figs:
+        return [], None
     try:
         import kaleido  # noqa: F401
     except ImportError:
-        return False
-    if "BROWSER_PATH" not in os.environ and Path("/usr/bin/chromium").exists():
-        os.environ["BROWSER_PATH"] = "/usr/bin/chromium"
+        return [], "kaleido is not installed (pip install -r requirements.txt)"
+    if not os.environ.get("BROWSER_PATH") and Path(DEFAULT_CHROMIUM).exists():
+        os.environ["BROWSER_PATH"] = DEFAULT_CHROMIUM
+    import plotly.io as pio
+
+    paths = [Path(run_dir) / f"{name}.png" for name in figs]
     try:
-        fig.write_image(str(path))
-        return True
-    except Exception:  # noqa: BLE001 -- any export failure just means "HTML only"
-        return False
+        pio.write_images(list(figs.values()), paths)
+    except Exception as exc:  # noqa: BLE001 -- any export failure just means "HTML only"
+        for p in paths:  # no half-written images next to the HTML
+            if p.exists():
+                p.unlink()
+        msg = " ".join(str(exc).split()).split(". ")[0]  # one line: the first sentence
+        return [], f"{type(exc).__name__}: {msg[:160]}" if msg else type(exc).__name__
+    return [name for name, p in zip(figs, paths) if p.is_file() and p.stat().st_size > 0], None
+
+
+def export_png(fig, path: Path) -> bool:
+    """One figure to ``path`` (see ``export_pngs``); False when the static export failed."""
+    path = Path(path)
+    tmp = {path.stem: fig}
+    written, _ = export_pngs(tmp, path.parent)
+    return bool(written)
+
+
+def _png_note(problem: str) -> str:
+    return f"note: PNG export skipped, figures written as HTML only ({problem})"
 
 
 def markdown_report(results: dict) -> str:
@@ -325,7 +405,40 @@ def markdown_report(results: dict) -> str:
             lines.append(f"| {r['cell']} | {r['size']} | {r['engine']} | "
                          f"{r['median_s'] * 1e3:.2f} | {r['ratio_to_native']:.2f} | "
                          f"{r['gflops']:.1f} | {'' if frac is None else f'{frac:.1%}'} |")
+    if results.get("step"):
+        lines += step_markdown(results["step"], results.get("config", {}),
+                               results.get("machine", {}))
+    if results.get("png_note"):
+        lines += ["", results["png_note"]]
     return "\n".join(lines) + "\n"
+
+
+def step_markdown(rows: list[dict], cfg: dict, machine: dict) -> list[str]:
+    """The step section of report.md: chars/s and each part's share, per engine."""
+    first = rows[0]
+    lines = ["", "## One training step (truncated BPTT window)", "",
+             f"CharRNN LSTM {first['num_layers']} x {first['hidden_size']}, embedding "
+             f"{first['embedding_dim']}, V = {first['vocab_size']} ({first['data']} batch), "
+             f"batch {first['batch']} x window {first['window']}, dropout "
+             f"{first['dropout']:g}, Adam, clip {first['clip']:g}; "
+             f"{machine.get('torch_threads', '?')} torch thread(s); median of "
+             f"{len(first['times_s'])} interleaved rounds. Parts: recurrent = embedding + "
+             "layer forward+backward (fixed upstream gradient); head = Linear + log-softmax "
+             "+ NLL forward+backward (fixed layer output); update = grad norm, clip, Adam, "
+             "finiteness check; remainder = step - sum of the parts.", "",
+             "| engine | chars/s | step ms | recurrent | head | update | remainder | "
+             "check: grad rel. err |", "|---|---|---|---|---|---|---|---|"]
+    by_engine: dict = {}
+    for r in rows:
+        by_engine.setdefault(r["engine"], {})[r["part"]] = r
+    for engine, parts in by_engine.items():
+        step = parts["step"]
+        cells = [f"{parts[p]['median_s'] * 1e3:.1f} ms ({parts[p]['share']:.1%})"
+                 for p in (*mstep.PARTS, "remainder")]
+        lines.append(f"| {step['layer']} | {step['chars_per_s']:.0f} | "
+                     f"{step['median_s'] * 1e3:.1f} | " + " | ".join(cells)
+                     + f" | {step['grad_relative_error']:.1e} |")
+    return lines
 
 
 def new_run_dir(out: str | os.PathLike, device: str, quick: bool) -> Path:
@@ -348,19 +461,49 @@ def write_report(results: dict, out: str | os.PathLike, png: bool = True) -> Pat
         if results.get(name):
             _write_csv(run_dir / f"{name}.csv", results[name], results["machine"])
             files[f"{name}_csv"] = f"{name}.csv"
-    png_ok = None
     for name, fig in figs.items():
         fig.write_html(run_dir / f"{name}.html", include_plotlyjs="cdn")
         files[f"{name}_html"] = f"{name}.html"
-        if png and png_ok is not False:
-            png_ok = export_png(fig, run_dir / f"{name}.png")
-            if png_ok:
-                files[f"{name}_png"] = f"{name}.png"
-    results = dict(results, files=files, png_export=bool(png_ok))
+    written, problem = export_pngs(figs, run_dir) if png else ([], None)
+    files.update({f"{name}_png": f"{name}.png" for name in written})
+    results = dict(results, files=files, png_export=bool(written))
+    if problem:
+        results["png_note"] = _png_note(problem)
+        print(results["png_note"], file=sys.stderr)
     (run_dir / "report.md").write_text(markdown_report(results), encoding="utf-8")
     (run_dir / "results.json").write_text(json.dumps(_jsonable(results), indent=1),
                                           encoding="utf-8")
     return run_dir
+
+
+def rebuild_figures(run_dir: str | os.PathLike, png: bool = True, html: bool = False) -> dict:
+    """Redraw the figures of an existing run from its ``results.json``: the PNGs (when the
+    static export works; e.g. for a run written without kaleido) and the HTML of figures
+    that have none, or of all with ``html=True`` (after a plotting change; plotly's HTML
+    holds random element ids, so an unchanged figure still rewrites differently). Nothing
+    is measured; in results.json only ``files``/``png_export`` change. Returns
+    {"html": [names written], "png": [names written], "note": one line or None}."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "results.json").is_file():
+        raise BenchmarkResultsError(f"{run_dir} is not a benchmark run directory "
+                                    "(no results.json)")
+    figs = build_figures(load_results(run_dir))
+    html_written = []
+    for name, fig in figs.items():
+        if html or not (run_dir / f"{name}.html").is_file():
+            fig.write_html(run_dir / f"{name}.html", include_plotlyjs="cdn")
+            html_written.append(name)
+    written, problem = export_pngs(figs, run_dir) if png else ([], None)
+    raw = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    files = dict(raw.get("files") or {})
+    files.update({f"{name}_html": f"{name}.html" for name in figs})
+    files.update({f"{name}_png": f"{name}.png" for name in written})
+    raw["files"] = files
+    raw["png_export"] = bool(written) or bool(raw.get("png_export"))
+    (run_dir / "results.json").write_text(json.dumps(_jsonable(raw), indent=1),
+                                          encoding="utf-8")
+    return {"html": html_written, "png": written,
+            "note": _png_note(problem) if problem else None}
 
 
 # --- reading (the app's Benchmarks page) ---------------------------------------------------

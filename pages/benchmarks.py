@@ -18,6 +18,8 @@ FIGURE_TITLES = {
     "bptt_memory": "Peak memory vs sequence length (full vs truncated BPTT)",
     "fidelity": "Truncated vs full-BPTT gradients",
     "convergence": "Validation loss vs training time",
+    "step": "One truncated training step: characters per second and the share of the "
+            "recurrent layer, the softmax head and the update",
 }
 
 st.title("Benchmarks")
@@ -71,10 +73,12 @@ else:
         show_results(results, "committed", extra_layers=(now or {}).get("layers"))
 
 st.header("Run a small benchmark on this machine")
-sections = st.multiselect("Sections", ["layers", "bptt", "convergence"], ["layers"],
+sections = st.multiselect("Sections", ["layers", "bptt", "convergence", "step"], ["layers"],
                           key="bench_sections",
                           help="layers: seconds; bptt: about a minute; convergence trains "
-                               "small models (minutes on a CPU).")
+                               "small models (minutes on a CPU); step: the training step "
+                               "split into recurrent layer, softmax head and update (seconds "
+                               "at the quick sizes).")
 if st.button("Run now", key="bench_run_now", disabled=not sections):
     with st.status("Benchmarking ...", expanded=True) as status:
         try:

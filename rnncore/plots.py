@@ -417,3 +417,55 @@ def convergence_figure(rows: list[dict]) -> go.Figure:
     _strategy_lines(fig, rows, "seconds", "val_bpc")
     return _layout(fig, "Convergence at equal wall-clock budget", "wall-clock (s)",
                    "validation bits per character")
+
+
+STEP_PART_COLORS = {"recurrent": "#1f77b4", "head": "#ff7f0e", "update": "#2ca02c",
+                    "remainder": "#bdbdbd"}
+_STEP_PART_NAMES = {"recurrent": "embedding + recurrent layer (fwd+bwd)",
+                    "head": "head + softmax loss (fwd+bwd)",
+                    "update": "grad norm, clip, Adam",
+                    "remainder": "remainder (step - parts)"}
+
+
+def step_breakdown_figure(rows: list[dict]) -> go.Figure:
+    """Where one training step's time goes: per engine, stacked bars of the parts' median
+    milliseconds (recurrent, head, update, remainder; a negative remainder is drawn below
+    zero), each labelled with its share of the step, and the whole step's median as a
+    marker labelled with its characters per second.
+
+    ``rows``: ``benchmarks/measure_step.py`` records with ``engine``, ``layer``, ``part``
+    (step, recurrent, head, update, remainder), ``median_s``, ``share``, ``chars_per_s``."""
+    engines = list(dict.fromkeys(r["engine"] for r in rows))
+    by = {(r["engine"], r["part"]): r for r in rows}
+    labels = [next((r.get("layer") for r in rows if r["engine"] == e and r.get("layer")), e)
+              for e in engines]
+    fig = go.Figure()
+    for part in ("recurrent", "head", "update", "remainder"):
+        pts = [by.get((e, part)) for e in engines]
+        if not any(pts):
+            continue
+        fig.add_bar(name=_STEP_PART_NAMES[part], x=labels,
+                    y=[p["median_s"] * 1e3 if p else None for p in pts],
+                    text=[f"{p['share']:.0%}" if p else "" for p in pts],
+                    textposition="inside", marker_color=STEP_PART_COLORS[part])
+    steps = [by.get((e, "step")) for e in engines]
+    if any(steps):
+        fig.add_scatter(name="whole step", x=labels,
+                        y=[s["median_s"] * 1e3 if s else None for s in steps],
+                        mode="markers+text", textposition="top center",
+                        text=[f"{s['chars_per_s']:,.0f} chars/s" if s else "" for s in steps],
+                        marker=dict(symbol="line-ew-open", size=40, color="black",
+                                    line=dict(width=2)))
+    # room above the tallest bar for the chars/s labels (and below zero for a negative
+    # remainder)
+    ms = [r["median_s"] * 1e3 for r in rows if r.get("median_s") is not None]
+    positive = [sum(max(by[(e, p)]["median_s"], 0) * 1e3 for p in
+                    ("recurrent", "head", "update", "remainder") if (e, p) in by)
+                for e in engines]
+    top, bottom = max(ms + positive + [0.0]), min(ms + [0.0])
+    if top > 0:
+        fig.update_yaxes(range=[bottom * 1.15, top * 1.18])
+    # a share label too small to read in a thin bar is hidden (the legend and hover say it)
+    return _layout(fig, "One training step: time per part", "recurrent layer",
+                   "median time (ms)", barmode="relative",
+                   uniformtext=dict(minsize=10, mode="hide"))

@@ -165,3 +165,200 @@ def test_cli_reports_user_errors(capsys):
 
     assert main(["--sections", "nonsense", "--out", "/nonexistent"]) == 2
     assert capsys.readouterr().err.startswith("error: unknown section")
+
+
+# --- the training-step breakdown (benchmarks/measure_step.py) --------------------------------
+
+def _step_case(engine="bptt", dropout=0.1, cls=None):
+    from benchmarks import measure_step as ms
+
+    data = ms.step_batch("random", batch=3, window=6, vocab_size=50, seed=0)
+    return (cls or ms.StepCase)(engine, data, embedding_dim=8, hidden_size=12, num_layers=2,
+                                dropout=dropout, clip=1.0, lr=1e-2, device="cpu", seed=0)
+
+
+@pytest.mark.parametrize("engine", ["bptt", "native"])
+def test_step_parts_compute_the_whole_step(engine):
+    """Same weights, Adam state and dropout masks: recurrent + head + update give the whole
+    step's (clipped) gradients, loss and updated weights."""
+    case = _step_case(engine, dropout=0.1)
+    before = [p.detach().clone() for p in case.params]
+    chk = case.check()
+    assert chk["grad_relative_error"] < 1e-6, chk
+    assert chk["param_max_abs_diff"] < 1e-6 and chk["loss_abs_diff"] < 1e-4, chk
+    # check() leaves the case as it found it (the timing starts from the same state)
+    assert all(torch.equal(a, p.detach()) for a, p in zip(before, case.params))
+
+
+def test_step_parts_match_an_independent_gradient():
+    """recurrent() + head() write d/dtheta of the mean cross-entropy of CharRNN.forward from
+    the carried state (plain autograd, no window_loss), without dropout."""
+    case = _step_case("bptt", dropout=0.0)
+    model = case.model
+    model.zero_grad(set_to_none=True)
+    logits, _ = model(case.inputs, case.state)
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)),
+                                             case.targets.reshape(-1))
+    ref = torch.autograd.grad(loss, case.params)
+    case.recurrent()
+    case.head()
+    got = torch.cat([p.grad.reshape(-1) for p in case.params])
+    want = torch.cat([g.reshape(-1) for g in ref])
+    assert float((got - want).norm() / want.norm()) < 1e-5
+    assert float(want.norm()) > 1e-3  # a real gradient, not two zeros
+
+
+def test_step_check_catches_a_part_that_differs():
+    from benchmarks import measure_step as ms
+
+    class HalfGradient(ms.StepCase):
+        def recurrent(self):  # the wrong upstream gradient into the layer
+            for p in self.recurrent_params:
+                p.grad = None
+            out, _ = self.model.rnn(self.model.embedding(self.inputs), self.state)
+            out.backward(0.5 * self.grad_fixed)
+
+    assert _step_case(cls=HalfGradient).check()["grad_relative_error"] > 1e-2
+
+
+def test_step_rows_add_up():
+    from benchmarks import measure_step as ms
+
+    data = ms.step_batch("random", batch=2, window=4, vocab_size=40, seed=1)
+    rows = ms.measure_step_breakdown(("bptt", "native"), data, embedding_dim=8, hidden_size=8,
+                                     num_layers=2, dropout=0.1, clip=1.0, lr=1e-3,
+                                     device="cpu", warmup=1, repeats=3)
+    assert [(r["engine"], r["part"]) for r in rows] == [
+        (e, p) for e in ("bptt", "native") for p in ("step", *ms.PARTS, "remainder")]
+    for e in ("bptt", "native"):
+        by = {r["part"]: r for r in rows if r["engine"] == e}
+        t = by["step"]["median_s"]
+        assert by["step"]["chars_per_s"] == pytest.approx(2 * 4 / t)
+        assert by["remainder"]["median_s"] == pytest.approx(
+            t - sum(by[p]["median_s"] for p in ms.PARTS))
+        assert sum(by[p]["share"] for p in (*ms.PARTS, "remainder")) == pytest.approx(1.0)
+        assert by["head"]["share"] == pytest.approx(by["head"]["median_s"] / t)
+        assert by["step"]["grad_relative_error"] < 1e-5
+
+
+def test_step_batch_from_the_corpus_and_bad_source():
+    from benchmarks import measure_step as ms
+
+    from benchmarks.config import TANG_VOCAB
+
+    b = ms.step_batch("corpus", batch=2, window=5, vocab_size=0)
+    assert b.vocab_size == TANG_VOCAB == 4953  # the Tang corpus vocabulary, as the issue says
+    assert b.inputs.shape == (2, 5) == b.prev_inputs.shape
+    assert torch.equal(b.inputs[:, 1:], b.targets[:, :-1])  # next-character targets
+    assert not torch.equal(b.inputs, b.prev_inputs)  # two different windows
+    r = ms.step_batch("random", batch=2, window=5, vocab_size=30)
+    assert torch.equal(r.inputs[:, 1:], r.targets[:, :-1])
+    assert 4 <= int(r.inputs.min()) and int(r.inputs.max()) < 30
+    with pytest.raises(ValueError, match="unknown step data"):
+        ms.step_batch("imagenet", 2, 5, 30)
+    with pytest.raises(BenchConfigError):
+        BenchConfig(step_data="imagenet")
+
+
+def _step_rows():
+    rows = []
+    for engine, t, parts in (("bptt", 0.5, (0.2, 0.15, 0.1)), ("native", 0.25, (0.1, 0.1, 0.075))):
+        common = dict(engine=engine, layer=engine, batch=32, window=64, vocab_size=4953,
+                      embedding_dim=128, hidden_size=256, num_layers=2, dropout=0.1, clip=1.0,
+                      data="corpus", device="cpu", grad_relative_error=0.0,
+                      param_max_abs_diff=0.0, loss_abs_diff=0.0, times_s=[t])
+        rows.append(dict(common, part="step", median_s=t, share=1.0, chars_per_s=2048 / t))
+        for name, v in zip(("recurrent", "head", "update"), parts):
+            rows.append(dict(common, part=name, median_s=v, share=v / t, chars_per_s=2048 / t))
+        rest = t - sum(parts)
+        rows.append(dict(common, part="remainder", median_s=rest, share=rest / t,
+                         chars_per_s=2048 / t))
+    return rows
+
+
+def test_step_report_figure_and_rebuild(tmp_path):
+    from benchmarks.report import rebuild_figures
+    from rnncore import plots
+
+    res = dict(_fake_results(), step=_step_rows())
+    run = write_report(res, tmp_path, png=False)
+    assert (run / "step.csv").is_file() and (run / "step.html").is_file()
+    md = (run / "report.md").read_text()
+    assert "| bptt | 4096 | 500.0 | 200.0 ms (40.0%)" in md
+    assert "| native | 8192 |" in md and "-25.0 ms (-10.0%)" in md  # negative remainder shown
+    fig = plots.step_breakdown_figure(res["step"])
+    bars = {t.name: t for t in fig.data}
+    assert list(bars["embedding + recurrent layer (fwd+bwd)"].y) == pytest.approx([200, 100])
+    assert list(bars["remainder (step - parts)"].text) == ["10%", "-10%"]
+    assert list(bars["whole step"].text) == ["4,096 chars/s", "8,192 chars/s"]
+    # rebuild: redraws what is missing, leaves the numbers alone
+    (run / "step.html").unlink()
+    before = json.loads((run / "results.json").read_text())
+    out = rebuild_figures(run, png=False)
+    assert out["html"] == ["step"] and out["png"] == [] and (run / "step.html").is_file()
+    after = json.loads((run / "results.json").read_text())
+    assert {k: v for k, v in after.items() if k != "files"} == \
+        {k: v for k, v in before.items() if k != "files"}
+    with pytest.raises(BenchmarkResultsError):
+        rebuild_figures(tmp_path)  # the parent, not a run
+
+
+def test_cli_rebuild_and_threads_errors(tmp_path, capsys):
+    from benchmarks.__main__ import main
+
+    assert main(["--rebuild", str(tmp_path), "--no-png"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    assert main(["--sections", "step", "--threads", "0", "--out", str(tmp_path)]) == 2
+    assert "--threads" in capsys.readouterr().err
+
+
+# --- PNG export ------------------------------------------------------------------------------
+
+def _one_figure_results():
+    res = _fake_results()
+    return dict(res, layers=[], bptt_steps=[], fidelity=[], convergence=[], step=_step_rows())
+
+
+def test_png_export_failure_is_html_only_with_a_note(tmp_path, monkeypatch, capsys):
+    import plotly.io as pio
+
+    def broken(*_a, **_k):
+        raise RuntimeError("no browser here. Install one.\nsecond line")
+
+    monkeypatch.setattr(pio, "write_images", broken)
+    run = write_report(_one_figure_results(), tmp_path, png=True)
+    assert (run / "step.html").is_file() and not (run / "step.png").exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["note: PNG export skipped, figures written as HTML only "
+                   "(RuntimeError: no browser here)"]
+    saved = json.loads((run / "results.json").read_text())
+    assert saved["png_export"] is False and "step_png" not in saved["files"]
+    assert "PNG export skipped" in (run / "report.md").read_text()
+    monkeypatch.setitem(__import__("sys").modules, "kaleido", None)  # not installed
+    from benchmarks.report import export_pngs
+
+    assert export_pngs({"x": object()}, tmp_path) == (
+        [], "kaleido is not installed (pip install -r requirements.txt)")
+
+
+@pytest.mark.slow
+def test_png_is_written_when_chromium_exists(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from benchmarks.report import DEFAULT_CHROMIUM
+
+    if not Path(DEFAULT_CHROMIUM).exists():
+        pytest.skip(f"{DEFAULT_CHROMIUM} is not installed")
+    monkeypatch.delenv("BROWSER_PATH", raising=False)  # export_png must find it itself
+    run = write_report(_one_figure_results(), tmp_path, png=True)
+    png = run / "step.png"
+    assert png.is_file(), (run / "report.md").read_text()
+    from PIL import Image
+
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size[0] >= 400 and im.size[1] >= 300
+        colors = im.convert("RGB").getcolors(maxcolors=1 << 16)
+    # the plot's bar colours are in the picture (not a blank page)
+    assert any(c == (31, 119, 180) for _, c in colors or [])
+    saved = json.loads((run / "results.json").read_text())
+    assert saved["png_export"] is True and saved["files"]["step_png"] == "step.png"
