@@ -31,13 +31,23 @@ once per vocab):
 If a hard mask leaves a row without any token, the tone mask is dropped for that position,
 then the rhyme mask (a note on the poem says where); the structure mask is never dropped.
 
-Sampling: top-k keeps the k best allowed tokens, top-p the smallest set of allowed tokens
-whose probability reaches p (the best one always stays); then ``torch.multinomial`` with a
-seeded ``torch.Generator``. Greedy takes the argmax. Beam search keeps ``max(beam_width,
-num)`` rows scored by the sum of (penalised) log-probs and returns the ``num`` best.
+Sampling: top-k keeps the k best allowed tokens, top-p the nucleus: the allowed tokens v
+whose more probable tokens hold less than p of the mass, ``sum_u q_u [q_u > q_v] < p`` with
+``q = softmax(s)`` -- the smallest set of best tokens whose mass reaches p (the best one
+always stays), ties with its last member included. A token is drawn from ``q`` restricted to
+the nucleus and renormalised, by rejection (``_sample_nucleus``: no sort of the vocabulary),
+with uniforms from a seeded ``torch.Generator``. Greedy takes the argmax. Beam search keeps
+``max(beam_width, num)`` rows scored by the sum of (penalised) log-probs and returns the
+``num`` best.
 
 Reported per character: ``probs`` / ``logprobs`` = the model's own distribution
-(temperature 1, no constraints) at the chosen token -- how natural the model found it.
+(temperature 1, no constraints) at the chosen token -- how natural the model found it. Where
+the token is forced (line-end marks, fixed characters) sampling skips the head during
+decoding and computes these log-probs for all forced positions in one product afterwards.
+
+Cost (bundled model, V = 4,953, one 七言律詩 = 64 positions, 56 free): per free position one
+head product (H x V), one log-softmax, one softmax, one cumsum and a rejection test per draw
+(two passes over V); per position one LSTM step. See ``benchmarks/test_bench_generate.py``.
 """
 from __future__ import annotations
 
@@ -52,6 +62,7 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from rnncore.cells import lstm_pointwise
@@ -301,18 +312,21 @@ class _VocabTables:
         # union when alive templates disagree; unlike "free" it excludes unknown characters)
         self.tone_ok = torch.stack([self.char_ok, self.char_ok & can_ping, self.char_ok & can_ze,
                                     self.char_ok & (can_ping | can_ze)])
-        self.tone_nonempty = self.tone_ok.any(1)
-        # row lookups go through F.embedding on uint8 tables: advanced indexing of a bool
-        # table launches a parallel kernel whose start-up dwarfs the work at these sizes
-        self.tone_ok_u8 = self.tone_ok.to(torch.uint8)
-        self.tone_ok_by_token = self.tone_ok.T.contiguous()  # (V, 4)
+        # every tone_ok row lies inside char_ok, so one additive row per requirement carries
+        # both the structure and the tone mask: 0 allowed, -inf not (4, V)
+        self.tone_bias = torch.zeros(4, V).masked_fill_(~self.tone_ok, float("-inf"))
+        # the per-row tone bookkeeping runs on Python ints (a handful per step): which
+        # requirements each token meets, and which requirements have any token at all
+        self.tone_ok_rows = [tuple(r) for r in self.tone_ok.T.tolist()]  # V x (4,)
+        self.tone_nonempty = self.tone_ok.any(1).tolist()
         self.level_only = can_ping & ~can_ze
-        self.has_rhyme = self.rhyme.any(1)
-        self.rhyme_f = self.rhyme.float()
+        self.rhyme_fT = self.rhyme.float().T.contiguous()  # (G, V)
         self.marks = {}
         for mark in ("，", "。"):
             self.marks[mark] = vocab.stoi.get(mark)
         self.struct_bias = torch.where(self.char_ok, 0.0, float("-inf"))
+        self.not_level_only = ~self.level_only
+        self.ids = torch.arange(V)  # ids[i : i + 1] is token i as a (1,) tensor, no copy
 
 
 _TABLE_CACHE: dict = {}
@@ -393,41 +407,149 @@ def _step(model, tokens: torch.Tensor, state):
     return logits[:, 0], state
 
 
+class _ModelEngine:
+    """Decoding steps through the model's own ``step`` (any cell). The decoder talks to an
+    engine: ``start(ids, rows) -> (top, state)`` feeds the priming ids, ``advance(tokens,
+    state) -> (top, state)`` one token per row, ``head(top) -> logits`` (B, V), ``select``
+    reorders rows. Here ``top`` already is the logits; the LSTM engine keeps it the last
+    layer's hidden state so the head can be skipped where the token is forced."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def start(self, ids: list[int], rows: int):
+        logits, state = self.model(torch.tensor([ids], dtype=torch.long), None)
+        return logits[:, -1].expand(rows, -1), _state_expand(state, rows)
+
+    def advance(self, tokens: torch.Tensor, state):
+        return _step(self.model, tokens, state)
+
+    @staticmethod
+    def head(top: torch.Tensor) -> torch.Tensor:
+        return top
+
+    @staticmethod
+    def select(state, index: torch.Tensor):
+        return _state_select(state, index)
+
+
 _FUSED_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _fp16_exact(w: torch.Tensor) -> bool:
+    """Whether every entry of ``w`` is a float16 value (true for a checkpoint stored in
+    float16, such as the bundled one, and loaded to float32)."""
+    w = w.detach()
+    return w.dtype == torch.float32 and torch.equal(w.half().float(), w)
+
+
+def _pack_fp16(pairs):
+    """fbgemm-packed float16 copies of ``(W (N, K), b (N,) or None)`` pairs, or None where
+    the ops are missing (builds without fbgemm, e.g. ARM).
+
+    ``_linear_fp16(x, packed) = x @ W^T + b`` reads W as float16 and multiplies and
+    accumulates in float32 (bias kept float32): for weights that are float16 values
+    (``_fp16_exact``) it is the float32 product up to summation order (~1e-6, tested),
+    with half the bytes per step -- and decoding one row is bound by reading the weights
+    (8 MB per token in float32 for the bundled model, as much as the L3 cache)."""
+    try:
+        prepack = torch.ops.quantized.linear_prepack_fp16
+        packed = [prepack(w.detach().contiguous(), None if b is None else b.detach())
+                  for w, b in pairs]
+        w, b = pairs[0]
+        x = torch.zeros(1, w.shape[1])
+        _linear_fp16(x, packed[0])  # the kernel must run here, not only pack
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return None
+    return packed
+
+
+def _linear_fp16(x: torch.Tensor, packed) -> torch.Tensor:
+    return torch.ops.quantized.linear_dynamic_fp16(x, packed)
 
 
 class _LSTMStepper:
     """``model.step`` for a unidirectional LSTM ``CharRNN`` in eval mode, with each layer's
-    two matmuls fused into one::
+    two matmuls fused into one and every weight stored transposed (K, N)::
 
-        gates = [x, h] @ [W_ih, W_hh]^T + (b_ih + b_hh)        (B, 4H), torch order i f g o
+        gates_0 = X[token] + h_0 @ W_hh0^T,   X = E @ W_ih0^T + (b_ih0 + b_hh0)   (V, 4H)
+        gates_l = [x, h_l] @ [W_ih, W_hh]^T + (b_ih + b_hh)   (B, 4H), l >= 1, order i f g o
         c' = sigmoid(f) * c + sigmoid(i) * tanh(g),   h' = sigmoid(o) * tanh(c')
+        logits = h'_top @ W_head^T + b_head                       (B, V)
 
     The same function as the layer (tested against ``model.step``), minus its per-call
-    Python bookkeeping, which dominates one-token steps. State is ``(h, c)``, (L, B, H).
+    Python bookkeeping, which dominates one-token steps. The first layer's input projection
+    of every token, ``X``, is computed once per model (its input is the embedding row, so a
+    step reads one row of X instead of multiplying by W_ih0), when X stays below
+    ``MAX_INPUT_TABLE_BYTES``. The (K, N) copies make the matmuls ``addmm(b, x, W^T)`` on
+    contiguous memory, measurably faster on CPU than ``linear`` on the (N, K) weights (40%
+    for the one-row head product on the 2-core EPYC). ``__call__`` keeps the ``model.step``
+    interface, state ``(h, c)`` (L, B, H); the decoder uses the engine methods with the
+    state as per-layer lists and the head applied separately.
+
+    Weights that are all float16 values (a checkpoint stored in float16 and loaded to
+    float32, as the bundled one) are also packed as float16 for fbgemm (``_pack_fp16``):
+    the same numbers in half the bytes, multiplied and summed in float32, so the logits
+    match the float32 path to ~1e-6 (tested). They are used for several rows, or for one
+    row with more than one torch thread; one row on one thread keeps the float32 copies.
+    ``FP16_WEIGHTS = False`` switches the packing off. Other weights only use float32.
     """
+
+    MAX_INPUT_TABLE_BYTES = 64 * 2**20
+    # "auto": fp16-packed weights where they hold the model's weights exactly (see
+    # ``_pack_fp16``); False: always the fp32 copies
+    FP16_WEIGHTS = "auto"
 
     def __init__(self, model) -> None:
         rnn = model.rnn
-        self.embedding, self.head = model.embedding, model.head
+        self.embedding = model.embedding.weight
+        self.num_layers = rnn.num_layers
+        self.hidden_size = rnn.hidden_size
+        head = model.head
         params = [p for l in range(rnn.num_layers) for p in (
             getattr(rnn, f"weight_ih_l{l}"), getattr(rnn, f"weight_hh_l{l}"),
             getattr(rnn, f"bias_ih_l{l}", None), getattr(rnn, f"bias_hh_l{l}", None))]
+        params += [head.weight, head.bias, model.embedding.weight]
         # fused weights are cached per model and rebuilt whenever a parameter changes
         # (an optimizer step bumps ``_version``; loading replaces the tensor)
-        key = tuple((id(p), p._version) for p in params if p is not None)
+        key = (tuple((id(p), p._version) for p in params if p is not None), self.FP16_WEIGHTS)
         hit = _FUSED_CACHE.get(model)
-        if hit is not None and hit[0] == key:
-            self.layers = hit[1]
-            return
-        self.layers = []
+        if hit is None or hit[0] != key:
+            hit = (key,) + self._build(model)
+            _FUSED_CACHE[model] = hit
+        self.layers, self.input_table, self.head_wT, self.head_b, packed = hit[1:]
+        self.head_packed = packed[0] if packed else None
+        self.layers_packed = packed[1:] if packed else None
+        # fbgemm's fp16 kernel converts every weight it reads: for a single row on a single
+        # core that costs more than the halved bytes save (2-core EPYC, bundled model: one
+        # poem ~10% slower on 1 thread, ~15% faster on 2; 16 poems 15-30% faster on both)
+        self.fp16_one_row = torch.get_num_threads() > 1
+
+    def _build(self, model):
+        rnn, head = model.rnn, model.head
+        layers, weights = [], [head.weight]
         for l in range(rnn.num_layers):
-            w = torch.cat([getattr(rnn, f"weight_ih_l{l}"), getattr(rnn, f"weight_hh_l{l}")], 1)
+            w_ih, w_hh = getattr(rnn, f"weight_ih_l{l}"), getattr(rnn, f"weight_hh_l{l}")
+            weights += [w_ih, w_hh]
+            w = torch.cat([w_ih, w_hh], 1).detach()
             b = getattr(rnn, f"bias_ih_l{l}", None)
             if b is not None:
-                b = b + getattr(rnn, f"bias_hh_l{l}")
-            self.layers.append((w, b))
-        _FUSED_CACHE[model] = (key, self.layers)
+                b = (b + getattr(rnn, f"bias_hh_l{l}")).detach()
+            layers.append((w, b))
+        table = None
+        emb = model.embedding.weight.detach()
+        w0, b0 = layers[0]
+        if emb.shape[0] * w0.shape[0] * emb.element_size() <= self.MAX_INPUT_TABLE_BYTES:
+            E = emb.shape[1]
+            w_in = w0[:, :E].T
+            table = emb @ w_in if b0 is None else torch.addmm(b0, emb, w_in)
+            layers[0] = (w0[:, E:].contiguous(), None)  # only W_hh0 is left per step
+        head_b = None if head.bias is None else head.bias.detach()
+        packed = None
+        if self.FP16_WEIGHTS == "auto" and all(_fp16_exact(w) for w in weights):
+            packed = _pack_fp16([(head.weight.detach(), head_b)] + layers)
+        return ([(w.T.contiguous(), b) for w, b in layers], table,
+                head.weight.detach().T.contiguous(), head_b, packed)
 
     @staticmethod
     def supports(model) -> bool:
@@ -438,41 +560,183 @@ class _LSTMStepper:
                 and getattr(rnn, "proj_size", 0) == 0 and not model.training
                 and hasattr(model, "embedding") and hasattr(model, "head"))
 
+    def advance(self, tokens: torch.Tensor, state):
+        """tokens (B,) -> top hidden state (B, H) and ``([h_l], [c_l])`` (lists of (B, H))."""
+        hs, cs = state
+        packed = self.layers_packed
+        if packed is not None and not self.fp16_one_row and tokens.shape[0] == 1:
+            packed = None
+        new_h, new_c = [], []
+        for l, ((w, b), h, c) in enumerate(zip(self.layers, hs, cs)):
+            if l == 0 and self.input_table is not None:
+                x_proj = self.input_table.index_select(0, tokens)
+                if packed is None:
+                    gates = torch.addmm(x_proj, h, w)
+                else:
+                    gates = x_proj.add_(_linear_fp16(h, packed[0]))
+            else:
+                if l == 0:
+                    x = torch.nn.functional.embedding(tokens, self.embedding)
+                xh = torch.cat([x, h], 1)
+                if packed is not None:
+                    gates = _linear_fp16(xh, packed[l])
+                else:
+                    gates = torch.mm(xh, w) if b is None else torch.addmm(b, xh, w)
+            (x, c), _ = lstm_pointwise(gates, c)
+            new_h.append(x)
+            new_c.append(c)
+        return x, (new_h, new_c)
+
+    def head(self, top: torch.Tensor) -> torch.Tensor:
+        if self.head_packed is not None and (self.fp16_one_row or top.shape[0] > 1):
+            return _linear_fp16(top, self.head_packed)
+        if self.head_b is None:
+            return torch.mm(top, self.head_wT)
+        return torch.addmm(self.head_b, top, self.head_wT)
+
+    def start(self, ids: list[int], rows: int):
+        """Feed the priming ids to one row from the zero state, then copy it to ``rows``."""
+        zero = torch.zeros(1, self.hidden_size, dtype=self.head_wT.dtype)
+        state = ([zero] * self.num_layers, [zero] * self.num_layers)
+        for i in ids:
+            top, state = self.advance(torch.tensor([i], dtype=torch.long), state)
+        hs, cs = state
+        rows_of = lambda x: x.expand(rows, -1).contiguous()  # noqa: E731
+        return rows_of(top), ([rows_of(h) for h in hs], [rows_of(c) for c in cs])
+
+    @staticmethod
+    def select(state, index: torch.Tensor):
+        hs, cs = state
+        return [h.index_select(0, index) for h in hs], [c.index_select(0, index) for c in cs]
+
     def __call__(self, tokens: torch.Tensor, state):
         h_all, c_all = state
-        x = self.embedding(tokens)
-        hs, cs = [], []
-        for l, (w, b) in enumerate(self.layers):
-            xh = torch.cat([x, h_all[l]], 1)
-            (x, c), _ = lstm_pointwise(torch.nn.functional.linear(xh, w, b), c_all[l])
-            hs.append(x)
-            cs.append(c)
-        return self.head(x), (torch.stack(hs), torch.stack(cs))
+        top, (hs, cs) = self.advance(tokens, (list(h_all.unbind(0)), list(c_all.unbind(0))))
+        return self.head(top), (torch.stack(hs), torch.stack(cs))
+
+
+# --------------------------------------------------------------------------- sampling
+
+def _filter_top_k(scores: torch.Tensor, top_k: int) -> torch.Tensor:
+    """Set scores below each row's k-th best to -inf (ties with the k-th stay)."""
+    if top_k and top_k < scores.shape[-1]:
+        kth = torch.topk(scores, top_k, dim=-1).values[:, -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    return scores
+
+
+def _nucleus_keep(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """(B, V) bool: the nucleus of each row of ``probs``, by a full sort.
+
+    Token v stays when the mass of the tokens strictly more probable than v is below
+    ``top_p``: the smallest set of best tokens whose mass reaches ``top_p`` (the best token
+    always stays), plus any token tied with the last one (so the set does not depend on the
+    order a sort gives to ties)."""
+    sorted_probs, _ = torch.sort(probs, dim=-1, descending=True)
+    # drop a token when the mass before it already reaches top_p
+    before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
+    n = (before < top_p).sum(-1, keepdim=True).clamp_(min=1)  # kept prefix length
+    return probs >= sorted_probs.gather(-1, n - 1)
 
 
 def _filter_top_k_top_p(scores: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     """Set scores outside the top-k / nucleus to -inf (rows of (B, V) log-scores)."""
-    if top_k and top_k < scores.shape[-1]:
-        kth = torch.topk(scores, top_k, dim=-1).values[:, -1:]
-        scores = scores.masked_fill(scores < kth, float("-inf"))
+    scores = _filter_top_k(scores, top_k)
     if top_p < 1.0:
-        sorted_scores, order = torch.sort(scores, dim=-1, descending=True)
-        probs = torch.softmax(sorted_scores, dim=-1)
-        # drop a token when the mass before it already reaches top_p (keeps the best one)
-        before = torch.cumsum(probs, dim=-1) - probs
-        drop_sorted = before >= top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        scores = scores.masked_fill(drop, float("-inf"))
+        keep = _nucleus_keep(torch.softmax(scores, dim=-1), top_p)
+        scores = scores.masked_fill(~keep, float("-inf"))
     return scores
 
 
-def _sample(scores: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One token per row from softmax(scores) by inverting the CDF: the first index whose
-    cumulative probability exceeds u ~ U[0, total). Tokens at -inf have zero mass and can
+def _sample_probs(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One token per row of ``probs`` (B, V) >= 0 (need not sum to 1) by inverting the CDF:
+    the first index whose cumulative mass exceeds u ~ U[0, total). Zero-mass tokens can
     never be drawn. (Much faster than ``torch.multinomial`` for one draw from a large V.)"""
-    cdf = torch.softmax(scores, dim=-1).cumsum_(dim=-1)
-    u = torch.rand(scores.shape[0], 1, generator=generator) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True)[:, 0].clamp_(max=scores.shape[1] - 1)
+    cdf = probs.cumsum(dim=-1)
+    u = torch.rand(probs.shape[0], 1, generator=generator) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True)[:, 0].clamp_(max=probs.shape[1] - 1)
+
+
+def _sample(scores: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One token per row from softmax(scores) (tokens at -inf are never drawn)."""
+    return _sample_probs(torch.softmax(scores, dim=-1), generator)
+
+
+NUCLEUS_ROUNDS = 8
+
+
+class _Uniforms:
+    """U[0, 1) floats from a ``torch.Generator``, drawn ``block`` at a time (one torch call
+    per block instead of one per decoding step); the same seed gives the same stream."""
+
+    def __init__(self, generator: torch.Generator, block: int = 1024) -> None:
+        self.generator, self.block = generator, block
+        self.buffer: list[float] = []
+        self.next = 0
+
+    def take(self, n: int) -> list[float]:
+        start, end = self.next, self.next + n
+        if end > len(self.buffer):
+            self.buffer = self.buffer[start:] + torch.rand(
+                max(n, self.block), generator=self.generator).tolist()
+            start, end = 0, n
+        self.next = end
+        return self.buffer[start:end]
+
+
+def _sample_nucleus(probs: torch.Tensor, top_p: float, generator) -> list[int]:
+    """One token per row from ``probs`` (B, V, rows summing to 1) restricted to its nucleus
+    (``_nucleus_keep``) and renormalised -- without sorting the vocabulary.
+
+    Rejection sampling: draw v ~ probs (inverse CDF, u ~ U[0, 1) from ``generator``, a
+    ``torch.Generator`` or a ``_Uniforms`` stream over one); keep it when the mass of the
+    tokens strictly more probable than v, ``sum_u probs[u] * [probs[u] > probs[v]]``, is
+    below ``top_p`` (that is exactly "v is in the nucleus"), else draw again. A draw
+    conditioned on landing in the nucleus N has law probs[v] / probs(N) on N, the nucleus
+    distribution. Each round accepts with probability probs(N) >= top_p, so after
+    ``NUCLEUS_ROUNDS`` rounds the few rows still rejected (tiny ``top_p`` only) are
+    finished by the exact sort. The test is a float32 dot product over V.
+
+    The nucleus of a weak model is large (a median of ~400 tokens for the bundled model at
+    top_p 0.9), so neither a full sort (~0.2 ms a row) nor a top-k guess pays. The draws
+    and tests run row by row in NumPy on the same memory: a handful of scalar steps per
+    row, where each torch call would cost several microseconds of dispatch.
+    """
+    B, V = probs.shape
+    uniforms = generator if isinstance(generator, _Uniforms) else _Uniforms(generator, 0)
+    pn = probs.numpy()
+    cdf = probs.cumsum(dim=-1).numpy()  # torch's cumsum is vectorised, NumPy's is not
+    tok = [0] * B
+    pending = list(range(B))
+    for _ in range(NUCLEUS_ROUNDS):
+        rejected = []
+        for r, u in zip(pending, uniforms.take(len(pending))):
+            row, c = pn[r], cdf[r]
+            total = c[-1]
+            i = int(c.searchsorted(u * total, side="right"))
+            if i >= V:  # u * total rounded up to total: the last token with mass
+                i = int(c.searchsorted(total, side="left"))
+            if np.dot(row, row > row[i]) < top_p:  # mass strictly above v (BLAS dot)
+                tok[r] = i
+            else:
+                rejected.append(r)
+        pending = rejected
+        if not pending:
+            return tok
+    rows = torch.tensor(pending, dtype=torch.long)
+    p = probs.index_select(0, rows)
+    draws = _sample_probs(p * _nucleus_keep(p, top_p), uniforms.generator)
+    for r, i in zip(pending, draws.tolist()):
+        tok[r] = i
+    return tok
+
+
+def _draw(scores: torch.Tensor, top_k: int, top_p: float, uniforms: _Uniforms) -> list[int]:
+    """Sample one token per row of softmax(scores) after the top-k and top-p filters."""
+    probs = torch.softmax(_filter_top_k(scores, top_k), dim=-1)
+    if top_p < 1.0:
+        return _sample_nucleus(probs, top_p, uniforms)
+    return _sample_probs(probs, uniforms.generator).tolist()
 
 
 # --------------------------------------------------------------------------- decoding
@@ -483,11 +747,11 @@ class _Decoder:
     def __init__(self, model, vocab, cfg: GenerationConfig, rows: int) -> None:
         self.model, self.vocab, self.cfg = model, vocab, cfg
         if _LSTMStepper.supports(model):
-            self.step = _LSTMStepper(model)
+            self.engine = _LSTMStepper(model)
         else:
-            self.step = functools.partial(_step, model)
+            self.engine = _ModelEngine(model)
         self.form = form = cfg.poem_form
-        self.t = _tables(vocab)
+        self.t = t = _tables(vocab)
         self.rows = rows
         self.notes: list[list[str]] = [[] for _ in range(rows)]
         for mark in ("，", "。"):
@@ -517,12 +781,20 @@ class _Decoder:
             self.fixed_ids[(line, col)] = tok
             self.forced[line * (W + 1) + col] = tok
         self.locked_positions = [li * (W + 1) + j for li in cfg.locked_lines for j in range(W)]
-        self.codes = _template_codes(form.key)  # (T, L, W)
-        self.kinds = _union_kinds(form.key)  # (L, W, 2**T)
-        T = self.codes.shape[0]
-        self.template_bits = 2 ** torch.arange(T)
-        self.viol = torch.zeros(rows, T, dtype=torch.long)
+        codes = _template_codes(form.key)  # (T, L, W)
+        T = codes.shape[0]
+        # the tone state is a few small ints per row, kept in Python: per (line, col) the
+        # requirement code of every template, and the union kind per alive-template set
+        self.codes = codes.permute(1, 2, 0).tolist()  # (L, W, T)
+        self.kinds = _union_kinds(form.key).tolist()  # (L, W, 2**T)
+        self.viol = [[0] * T for _ in range(rows)]
         self.groups = torch.ones(rows, self.t.rhyme.shape[1], dtype=torch.bool)
+        # additive mask row per tone requirement: hard -inf, soft -tone_weight (4, V)
+        if cfg.constraint == "soft":
+            self.tone_bias = t.struct_bias - cfg.tone_weight * (~t.tone_ok).float()
+        else:
+            self.tone_bias = t.tone_bias
+        self.tone_rows = list(self.tone_bias.unbind(0))
         self._init_from_fixed()
 
     def _init_from_fixed(self) -> None:
@@ -531,8 +803,10 @@ class _Decoder:
         t, W = self.t, self.form.line_length
         for (line, col), tok in self.fixed_ids.items():
             if self.cfg.tones:
-                ok = t.tone_ok[self.codes[:, line, col], tok]  # (T,)
-                self.viol += (~ok).long()
+                ok = t.tone_ok_rows[tok]
+                for v in self.viol:
+                    for k, code in enumerate(self.codes[line][col]):
+                        v[k] += not ok[code]
             rhyme_pos = col == W - 1 and (line % 2 == 1 or (line == 0 and bool(t.level_only[tok])))
             if self.cfg.rhyme and rhyme_pos:
                 narrowed = self.groups & t.rhyme[tok]
@@ -548,46 +822,50 @@ class _Decoder:
                 n.append(text)
 
     # masks ----------------------------------------------------------------------------
-    def _tone_kind(self, line: int, col: int) -> torch.Tensor:
-        """(B,) ``tone_ok`` row per batch row: the union over the templates with the fewest
+    def _tone_kinds(self, line: int, col: int) -> list[int]:
+        """``tone_ok`` row per batch row: the union over the templates with the fewest
         violations (the alive ones) of what they accept at (line, col)."""
-        alive = self.viol == self.viol.min(dim=1, keepdim=True).values  # (B, T)
-        code = (alive.long() * self.template_bits).sum(1)
-        return self.kinds[line, col, code]
+        table = self.kinds[line][col]
+        out = []
+        for v in self.viol:
+            low = min(v)
+            out.append(table[sum(1 << k for k, n in enumerate(v) if n == low)])
+        return out
 
     def _rhyme_allowed(self, line: int) -> torch.Tensor:
-        shares = (self.groups.float() @ self.t.rhyme_f.T) > 0  # (B, V)
+        shares = (self.groups.float() @ self.t.rhyme_fT) > 0  # (B, V)
         if line == 0:  # a 仄-capable (or unknown) ending may leave line 1 unrhymed
-            return shares | ~self.t.level_only
+            return shares | self.t.not_level_only
         return shares
 
-    def _scores(self, logp: torch.Tensor, pos: int, line: int, col: int) -> torch.Tensor:
-        """Constrained log-scores (B, V) at a free character position."""
-        cfg, W = self.cfg, self.form.line_length
-        scores = logp + self.t.struct_bias
+    def _scores(self, base: torch.Tensor, line: int, col: int, scale: float = 1.0
+                ) -> torch.Tensor:
+        """Constrained log-scores (B, V) = ``scale * base`` plus the masks / penalties at a
+        free character position (``base``: logits or log-probs)."""
+        cfg, W, t = self.cfg, self.form.line_length, self.t
         rhyme_here = cfg.rhyme and col == W - 1 and (line % 2 == 1 or line == 0)
-        kind = self._tone_kind(line, col) if cfg.tones else None
-        tone = None
-        if kind is not None:
-            tone = torch.nn.functional.embedding(kind, self.t.tone_ok_u8).bool()  # (B, V)
-        rhyme = self._rhyme_allowed(line) if rhyme_here else None
-        if cfg.constraint == "soft":
-            if tone is not None:
-                scores = scores - cfg.tone_weight * (~tone).float()
-            if rhyme is not None:
-                scores = scores - cfg.rhyme_weight * (~rhyme).float()
-            return scores
-        if rhyme is None:
-            if tone is None:
-                return scores
-            empty = ~self.t.tone_nonempty[kind]
-            if bool(empty.any()):  # only with a vocab lacking every 平 (or 仄) character
+        kinds = self._tone_kinds(line, col) if cfg.tones else [0] * self.rows
+        hard = cfg.constraint == "hard"
+        if not rhyme_here or not hard:
+            if hard and not all(t.tone_nonempty[k] for k in kinds):
+                # only with a vocab lacking every 平 (or 仄) character
+                empty = torch.tensor([not t.tone_nonempty[k] for k in kinds])
                 self._note_rows(empty, f"tone rule relaxed at line {line + 1} character "
                                        f"{col + 1} (no character fits)")
-                tone = torch.where(empty[:, None], self.t.char_ok, tone)
-            return scores.masked_fill(~tone, float("-inf"))
-        allowed = rhyme & self.t.char_ok
-        if tone is not None:
+                kinds = [k if t.tone_nonempty[k] else 0 for k in kinds]
+            first = kinds[0]
+            if all(k == first for k in kinds):
+                bias = self.tone_rows[first]  # (V,), broadcast over rows
+            else:
+                bias = self.tone_bias.index_select(0, torch.tensor(kinds))
+            scores = torch.add(bias, base, alpha=scale)
+            if rhyme_here:  # soft
+                scores = scores - cfg.rhyme_weight * (~self._rhyme_allowed(line)).float()
+            return scores
+        # hard rhyme position (5 per 律詩): masks as (B, V) bools, relaxed row by row
+        allowed = self._rhyme_allowed(line) & t.char_ok
+        if cfg.tones:
+            tone = t.tone_ok.index_select(0, torch.tensor(kinds))
             full = allowed & tone
             empty = ~full.any(1)
             if bool(empty.any()):
@@ -599,19 +877,26 @@ class _Decoder:
         if bool(empty.any()):
             self._note_rows(empty, f"rhyme rule relaxed at line {line + 1} (no rhyming "
                                    "character fits)")
-            allowed = torch.where(empty[:, None], self.t.char_ok, allowed)
-        return scores.masked_fill(~allowed, float("-inf"))
+            allowed = torch.where(empty[:, None], t.char_ok, allowed)
+        scores = base * scale if scale != 1.0 else base.clone()
+        return scores.masked_fill_(~allowed, float("-inf"))
 
     def _note_rows(self, rows: torch.Tensor, text: str) -> None:
         for r in rows.nonzero().flatten().tolist():
             self.notes[r].append(text)
 
-    def _update(self, tok: torch.Tensor, line: int, col: int, forced: bool) -> None:
-        """Advance the tone and rhyme state after writing ``tok`` (B,) at (line, col)."""
+    def _update(self, tok: torch.Tensor, ids: list[int], line: int, col: int,
+                forced: bool) -> None:
+        """Advance the tone and rhyme state after writing ``tok`` (B,) (``ids`` as a list)
+        at (line, col)."""
         cfg, t, W = self.cfg, self.t, self.form.line_length
         if cfg.tones and not forced:  # fixed characters were counted up front
-            ok = t.tone_ok_by_token.index_select(0, tok)[:, self.codes[:, line, col]]  # (B, T)
-            self.viol += (~ok).long()
+            codes, ok_rows = self.codes[line][col], t.tone_ok_rows
+            for v, i in zip(self.viol, ids):
+                ok = ok_rows[i]
+                for k, code in enumerate(codes):
+                    if not ok[code]:
+                        v[k] += 1
         if cfg.rhyme and col == W - 1 and (line % 2 == 1 or line == 0):
             narrowed = self.groups & t.rhyme[tok]
             apply = narrowed.any(1)
@@ -620,76 +905,106 @@ class _Decoder:
             self.groups = torch.where(apply[:, None], narrowed, self.groups)
 
     def reorder(self, index: torch.Tensor) -> None:
-        self.viol = self.viol.index_select(0, index)
+        rows = index.tolist()
+        self.viol = [list(self.viol[i]) for i in rows]
         self.groups = self.groups.index_select(0, index)
-        self.notes = [list(self.notes[i]) for i in index.tolist()]
+        self.notes = [list(self.notes[i]) for i in rows]
 
-    def prime(self, style_ids: list[int]):
-        """Feed ``BOS`` (or ``BOS style EOS BOS``) once; returns the next logits and state
-        for a batch of ``rows``."""
+    def _prime_ids(self, style_ids: list[int]) -> list[int]:
+        """``BOS`` (or ``BOS style EOS BOS``), fed once before the poem."""
         v = self.vocab
-        ids = [v.bos_id] + (style_ids + [v.eos_id, v.bos_id] if style_ids else [])
-        tokens = torch.tensor([ids], dtype=torch.long)
-        logits, state = self.model(tokens, None)
-        logits = logits[:, -1].expand(self.rows, -1)
-        return logits, _state_expand(state, self.rows)
+        return [v.bos_id] + (style_ids + [v.eos_id, v.bos_id] if style_ids else [])
 
     def run(self, style_ids: list[int], generator: torch.Generator):
         """Decode all positions; returns tokens (B, P), logprobs (B, P), locked log-prob (B,)
-        and beam scores (B,) (None unless beam search)."""
-        cfg, form = self.cfg, self.form
+        and beam scores (B,) (None unless beam search).
+
+        Sampling and greedy never compute the head where the token is forced (line-end
+        marks, fixed characters): the top hidden state is kept and the log-probs of all
+        forced tokens come from one batched head product after the loop."""
+        if self.cfg.strategy == "beam":
+            return self._run_beam(style_ids)
+        cfg, form, engine = self.cfg, self.form, self.engine
         W, P, B = form.line_length, form.num_tokens, self.rows
-        beam = cfg.strategy == "beam"
-        logits, state = self.prime(style_ids)
+        greedy = cfg.strategy == "greedy"
+        inv_temp = 1.0 / cfg.temperature
+        uniforms = _Uniforms(generator)
+        token_ids = self.t.ids
+        top, state = engine.start(self._prime_ids(style_ids), B)
+        tokens: list = [None] * P  # python ids per row
+        logprobs: list = [None] * P  # (B, 1) each
+        forced_tops, forced_at = [], []
+        for pos in range(P):
+            line, col = divmod(pos, W + 1)
+            forced = self.forced[pos]
+            if forced >= 0:
+                ids = [forced] * B
+                tok = token_ids[forced : forced + 1] if B == 1 else torch.full((B,), forced)
+                forced_tops.append(top)
+                forced_at.append(pos)
+            else:
+                logits = engine.head(top)
+                # softmax is shift-invariant, so scaled logits stand in for log-probs
+                scores = self._scores(logits, line, col, inv_temp)
+                if greedy:
+                    ids = scores.argmax(dim=-1).tolist()
+                else:
+                    ids = _draw(scores, cfg.top_k, cfg.top_p, uniforms)
+                tok = token_ids[ids[0] : ids[0] + 1] if B == 1 else torch.tensor(ids)
+                logprobs[pos] = torch.log_softmax(logits, dim=-1).gather(1, tok.view(B, 1))
+            tokens[pos] = ids
+            if col < W:
+                self._update(tok, ids, line, col, forced >= 0)
+            if pos + 1 < P:
+                top, state = engine.advance(tok, state)
+        if forced_at:
+            logp = torch.log_softmax(engine.head(torch.cat(forced_tops)), dim=-1)
+            ids = torch.tensor([self.forced[p] for p in forced_at]).repeat_interleave(B)
+            chosen = logp.gather(1, ids[:, None]).view(len(forced_at), B, 1)
+            for i, pos in enumerate(forced_at):
+                logprobs[pos] = chosen[i]
+        tokens = torch.tensor(tokens, dtype=torch.long).T  # (B, P)
+        logprobs = torch.cat(logprobs, 1)
+        locked = logprobs[:, self.locked_positions].sum(1) if self.locked_positions else None
+        return tokens, logprobs, locked, None
+
+    def _run_beam(self, style_ids: list[int]):
+        cfg, form, engine = self.cfg, self.form, self.engine
+        W, P, B = form.line_length, form.num_tokens, self.rows
+        top, state = engine.start(self._prime_ids(style_ids), B)
         tokens = torch.empty(B, P, dtype=torch.long)
         logprobs = torch.empty(B, P)
         beam_score = torch.full((B,), float("-inf"))
         beam_score[0] = 0.0
-        inv_temp = 1.0 / cfg.temperature
         for pos in range(P):
             line, col = divmod(pos, W + 1)
             forced = self.forced[pos]
-            if beam:
-                logp = torch.log_softmax(logits, dim=-1)
-                if forced >= 0:
-                    tok = torch.full((B,), forced, dtype=torch.long)
-                    beam_score = beam_score + logp[:, forced]
-                else:
-                    scores = self._scores(logp, pos, line, col)
-                    cand = (beam_score[:, None] + scores).reshape(-1)
-                    top, flat = torch.topk(cand, B)
-                    parent, tok = flat // logp.shape[1], flat % logp.shape[1]
-                    bad = ~torch.isfinite(top)
-                    if bool(bad.any()):  # fewer valid continuations than beams: repeat the best
-                        parent[bad], tok[bad] = parent[0], tok[0]
-                    beam_score = top
-                    tokens = tokens.index_select(0, parent)
-                    logprobs = logprobs.index_select(0, parent)
-                    logp = logp.index_select(0, parent)
-                    state = _state_select(state, parent)
-                    self.reorder(parent)
-                chosen = logp.gather(1, tok[:, None])[:, 0]
+            logp = torch.log_softmax(engine.head(top), dim=-1)
+            if forced >= 0:
+                tok = torch.full((B,), forced, dtype=torch.long)
+                beam_score = beam_score + logp[:, forced]
             else:
-                if forced >= 0:
-                    tok = torch.full((B,), forced, dtype=torch.long)
-                else:
-                    # softmax is shift-invariant, so scaled logits stand in for log-probs
-                    scaled = logits if inv_temp == 1.0 else logits * inv_temp
-                    scores = self._scores(scaled, pos, line, col)
-                    if cfg.strategy == "greedy":
-                        tok = scores.argmax(dim=-1)
-                    else:
-                        scores = _filter_top_k_top_p(scores, cfg.top_k, cfg.top_p)
-                        tok = _sample(scores, generator)
-                chosen = torch.log_softmax(logits, dim=-1).gather(1, tok[:, None])[:, 0]
+                scores = self._scores(logp, line, col)
+                cand = (beam_score[:, None] + scores).reshape(-1)
+                best, flat = torch.topk(cand, B)
+                parent, tok = flat // logp.shape[1], flat % logp.shape[1]
+                bad = ~torch.isfinite(best)
+                if bool(bad.any()):  # fewer valid continuations than beams: repeat the best
+                    parent[bad], tok[bad] = parent[0], tok[0]
+                beam_score = best
+                tokens = tokens.index_select(0, parent)
+                logprobs = logprobs.index_select(0, parent)
+                logp = logp.index_select(0, parent)
+                state = engine.select(state, parent)
+                self.reorder(parent)
             tokens[:, pos] = tok
-            logprobs[:, pos] = chosen
+            logprobs[:, pos] = logp.gather(1, tok[:, None])[:, 0]
             if col < W:
-                self._update(tok, line, col, forced >= 0)
+                self._update(tok, tok.tolist(), line, col, forced >= 0)
             if pos + 1 < P:
-                logits, state = self.step(tok, state)
+                top, state = engine.advance(tok, state)
         locked = logprobs[:, self.locked_positions].sum(1) if self.locked_positions else None
-        return tokens, logprobs, locked, (beam_score if beam else None)
+        return tokens, logprobs, locked, beam_score
 
 
 # --------------------------------------------------------------------------- generate

@@ -133,17 +133,26 @@ def test_beam_beats_greedy_and_is_sorted(model, vocab):
     assert len({p.text for p in beams}) == 3
 
 
-def test_logprobs_match_teacher_forcing(vocab):
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("opts", [{"num": 1}, {"num": 3, "acrostic": "春夏秋冬", "top_p": 0.7},
+                                  {"num": 2, "strategy": "greedy", "prefix": "床前"}])
+def test_logprobs_match_teacher_forcing(vocab, cell, opts):
     """The carried state gives the same per-character log-probs as one forward pass over
-    [BOS] + poem (an independent reference for the step-by-step decoding)."""
-    model = _model(vocab, cell="gru", seed=2)
-    poem = _gen(model, vocab, form="qijue", rhyme=True, tones=True, seed=2)[0]
-    ids = [vocab.bos_id] + [vocab.stoi[c] for c in poem.chars]
-    with torch.no_grad():
-        logits, _ = model(torch.tensor([ids[:-1]]))
-    want = torch.log_softmax(logits[0].double(), -1).gather(1, torch.tensor(ids[1:])[:, None])
-    assert poem.logprobs == pytest.approx(want[:, 0].tolist(), abs=1e-4)
-    assert poem.score == pytest.approx(sum(poem.logprobs))
+    [BOS] + poem (an independent reference for the step-by-step decoding). The LSTM runs
+    through the fused stepper, whose head is skipped at forced tokens (marks, acrostic,
+    prefix) and applied to them in one batch after the loop."""
+    model = _model(vocab, cell=cell, seed=2)
+    if cell == "lstm":
+        assert G._LSTMStepper.supports(model)
+    poems = _gen(model, vocab, form="qijue", rhyme=True, tones=True, seed=2, **opts)
+    assert len(poems) == opts["num"]
+    for poem in poems:
+        ids = [vocab.bos_id] + [vocab.stoi[c] for c in poem.chars]
+        with torch.no_grad():
+            logits, _ = model(torch.tensor([ids[:-1]]))
+        want = torch.log_softmax(logits[0].double(), -1).gather(1, torch.tensor(ids[1:])[:, None])
+        assert poem.logprobs == pytest.approx(want[:, 0].tolist(), abs=1e-4)
+        assert poem.score == pytest.approx(sum(poem.logprobs))
 
 
 def test_sampler_matches_softmax():
@@ -177,6 +186,149 @@ def test_top_k_top_p_filter_against_direct_computation():
             if mass >= 0.6:
                 break
         assert {i for i in range(10) if math.isfinite(orow[i])} == keep
+
+
+def _nucleus_by_hand(row, top_p):
+    """The smallest prefix of tokens by decreasing probability whose mass reaches top_p."""
+    probs = torch.softmax(row.double(), -1)
+    keep, mass = set(), 0.0
+    for i in torch.argsort(probs, descending=True).tolist():
+        keep.add(i)
+        mass += float(probs[i])
+        if mass >= top_p:
+            break
+    return keep, probs
+
+
+def test_nucleus_sampler_matches_filtered_softmax():
+    """Rejection sampling from the nucleus has the law of softmax restricted to the nucleus
+    and renormalised (the reference: the sorted-prefix definition, by hand)."""
+    torch.manual_seed(3)
+    scores = torch.randn(1, 12) * 1.5
+    scores[0, 5] = float("-inf")
+    keep, probs = _nucleus_by_hand(scores[0], 0.7)
+    assert 1 < len(keep) < 11
+    want = torch.zeros(12, dtype=torch.float64)
+    for i in keep:
+        want[i] = probs[i]
+    want /= want.sum()
+    n = 20000
+    rows = torch.softmax(scores, -1).expand(n, -1).contiguous()
+    draws = G._sample_nucleus(rows, 0.7, torch.Generator().manual_seed(0))
+    freq = torch.bincount(torch.tensor(draws), minlength=12).double() / n
+    assert set(torch.nonzero(freq).flatten().tolist()) <= keep
+    assert torch.allclose(freq, want, atol=0.015)
+    # same seed, same draws
+    assert G._sample_nucleus(rows, 0.7, torch.Generator().manual_seed(0)) == draws
+
+
+def test_nucleus_sampler_falls_back_to_the_exact_sort():
+    """With a nucleus of mass ~1/1000 almost every row exhausts its rejection rounds and is
+    finished by the sort: the result is still the best token everywhere."""
+    scores = torch.zeros(64, 1000)
+    scores[:, 417] = 0.01
+    draws = G._sample_nucleus(torch.softmax(scores, -1), 1e-6, torch.Generator().manual_seed(1))
+    assert draws == [417] * 64
+
+
+def test_nucleus_keeps_ties_with_its_last_token():
+    probs = torch.tensor([[0.4, 0.2, 0.2, 0.1, 0.1]])
+    # the mass before either 0.2 token is 0.4 < 0.5, so both stay, whatever a sort does
+    assert G._nucleus_keep(probs, 0.5).tolist() == [[True, True, True, False, False]]
+    assert G._nucleus_keep(probs, 0.4).tolist() == [[True, False, False, False, False]]
+    assert G._nucleus_keep(probs, 1e-9).tolist() == [[True, False, False, False, False]]
+
+
+@pytest.mark.parametrize("constraint", ["hard", "soft"])
+def test_scores_against_direct_masks(model, vocab, constraint):
+    """Scores at a free position equal logits/T + structure mask - penalties (or -inf),
+    built directly from the rhyme table and the tone templates."""
+    cfg = GenerationConfig(form="qilv", rhyme=True, tones=True, num=2, constraint=constraint,
+                           rhyme_weight=3.0, tone_weight=1.5)
+    dec = G._Decoder(model, vocab, cfg, rows=2)
+    dec.viol = [[0, 1, 1, 1], [1, 1, 0, 0]]  # row 0: template 0 alive, row 1: templates 2, 3
+    table, templates = P.rhyme_table(), P.tone_templates("qilv")
+    torch.manual_seed(0)
+    logits = torch.randn(2, len(vocab))
+    for line, col in [(2, 1), (1, 6)]:  # a tone position; the rhyme position of line 2
+        got = dec._scores(logits, line, col, scale=0.5)
+        for r, alive in enumerate([[0], [2, 3]]):
+            needs = {templates[t].lines[line][col] for t in alive}
+            for v, c in enumerate(vocab.itos):
+                ok_char = v >= 4 and P.is_ideograph(c)
+                info = table.info(c) if ok_char else None
+                tone_ok = ok_char and (P.FREE in needs or any(
+                    table.can_be(c, need) for need in needs))
+                rhyme_ok = col != 6 or (ok_char and bool(info.ping_groups))
+                want = 0.5 * float(logits[r, v])
+                if not ok_char:
+                    want = float("-inf")
+                elif constraint == "hard":
+                    if not (tone_ok and rhyme_ok):
+                        want = float("-inf")
+                else:
+                    want -= 1.5 * (not tone_ok) + 3.0 * (not rhyme_ok)
+                assert float(got[r, v]) == pytest.approx(want, abs=1e-5), (line, col, r, c)
+
+
+def test_lstm_stepper_without_input_table(vocab, monkeypatch):
+    """The per-token input projection table is an optimisation: without it (too big) the
+    step multiplies the embedding row and gives the same logits."""
+    model = _model(vocab, seed=7)
+    tokens, state = torch.tensor([5, 9]), model.init_state(2)
+    with torch.no_grad():
+        with_table = G._LSTMStepper(model)
+        assert with_table.input_table is not None
+        a, _ = with_table(tokens, state)
+        G._FUSED_CACHE.clear()
+        monkeypatch.setattr(G._LSTMStepper, "MAX_INPUT_TABLE_BYTES", 0)
+        plain = G._LSTMStepper(model)
+        assert plain.input_table is None
+        b, _ = plain(tokens, state)
+        ref, _ = model.step(tokens, state)
+    G._FUSED_CACHE.clear()
+    assert torch.allclose(a, ref, atol=1e-5) and torch.allclose(b, ref, atol=1e-5)
+
+
+def _fp16_valued_lstm(vocab, seed):
+    """An LSTM CharRNN whose weights are float16 values held in float32 (as after loading a
+    float16 checkpoint), 2 layers so the fused deeper layer is exercised too."""
+    torch.manual_seed(seed)
+    cfg = ModelConfig(cell="lstm", vocab_size=len(vocab), embedding_dim=16, hidden_size=24,
+                      num_layers=2)
+    model = CharRNN(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    return model
+
+
+def test_fp16_packed_weights_match_float32(vocab, monkeypatch):
+    """Float16-packed weights of a float16-valued model give the float32 logits (~1e-6)
+    one row and many, and the same poems; a model with other weights never packs."""
+    model = _fp16_valued_lstm(vocab, seed=8)
+    fast = G._LSTMStepper(model)
+    if fast.head_packed is None:
+        pytest.skip("no fbgemm float16 kernels in this torch build")
+    fast.fp16_one_row = True  # the packed path for one row too, whatever the thread count
+    with torch.no_grad():
+        for rows in (1, 3):
+            state = ref_state = model.init_state(rows)
+            for tokens in torch.randint(4, len(vocab), (5, rows)):
+                logits, state = fast(tokens, state)
+                ref_logits, ref_state = model.step(tokens, ref_state)
+                assert torch.allclose(logits, ref_logits, atol=1e-5)
+                assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(state, ref_state))
+    assert G._LSTMStepper(_model(vocab, seed=8)).head_packed is None  # not float16 values
+
+    opts = dict(form="qilv", rhyme=True, tones=True, num=4, top_p=0.9, seed=11)
+    packed = _gen(model, vocab, **opts)
+    monkeypatch.setattr(G._LSTMStepper, "FP16_WEIGHTS", False)
+    plain = _gen(model, vocab, **opts)
+    assert G._LSTMStepper(model).head_packed is None
+    assert [p.text for p in packed] == [p.text for p in plain]
+    for a, b in zip(packed, plain):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
 
 
 def test_locked_lines_and_prefix_are_kept(model, vocab):
