@@ -16,10 +16,11 @@ with ``h0`` a carried (detached) state. Throughput is ``B T / t_step`` character
 Its parts, each timed on its own, interleaved with the whole step in one process:
 
 * ``recurrent``: ``e = embedding(x)``; ``o, _ = rnn(e, h0)``; ``o.backward(G)`` with a fixed
-  upstream gradient ``G = dL/do`` (B, T, H) -- forward + backward of the embedding and the
+  upstream gradient ``G = dL/do`` (T, B, H) -- forward + backward of the embedding and the
   recurrent layer (weights and embedding gradients);
 * ``head``: ``L = CE(head(dropout(o*)), y) / count`` forward + backward on a fixed recurrent
-  output ``o*`` (B, T, H) that requires grad -- the Linear H -> V, log-softmax and NLL, with
+  output ``o*`` (T, B, H) that requires grad -- the Linear H -> V and the softmax
+  cross-entropy (``rnncore.losses.cross_entropy_sum``), with
   the gradients of the head's weights and of ``o*``;
 * ``update``: the gradient norm, the conditional clip, Adam's step and the finiteness check
   (the trainer's update phase) on the gradients the two parts above just wrote.
@@ -36,7 +37,6 @@ import copy
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from benchmarks.measure import median, time_interleaved
@@ -123,24 +123,30 @@ class StepCase:
     # --- the pieces -----------------------------------------------------------------------
 
     def _loss_sum(self, out: Tensor) -> tuple[Tensor, int]:
-        """Sum of -log softmax(head(dropout(out)))[y] and the count of real targets, as
-        ``rnncore.trainer.window_loss`` forms them."""
+        """Sum of -log softmax(head(dropout(out)))[y] over the time-major output ``out``
+        (T, B, H) and the count of real targets, as ``rnncore.trainer.window_loss`` forms
+        them."""
         from rnncore.data import IGNORE_INDEX
+        from rnncore.trainer import head_loss_sum
 
-        logits = self.model.head(self.model.dropout(out))
-        loss_sum = F.cross_entropy(logits.reshape(-1, logits.size(-1)),
-                                   self.targets.reshape(-1), ignore_index=IGNORE_INDEX,
-                                   reduction="sum")
-        return loss_sum, int((self.targets != IGNORE_INDEX).sum())
+        return (head_loss_sum(self.model, out, self.targets.t()),
+                int((self.targets != IGNORE_INDEX).sum()))
+
+    def _layer_output(self) -> Tensor:
+        """Embedding + recurrent layer from the carried state, as ``window_loss`` runs
+        them: the output (T, B, H) time-major."""
+        from rnncore.trainer import embed_time_major
+
+        out, _ = self.model.rnn(embed_time_major(self.model, self.inputs), self.state)
+        return out.transpose(0, 1)
 
     def reference_output(self) -> tuple[Tensor, Tensor]:
-        """The recurrent output o (B, T, H) at the current weights, as a leaf that requires
+        """The recurrent output o (T, B, H) at the current weights, as a leaf that requires
         grad, and dL/do of the step's loss: the fixed inputs of ``head`` and ``recurrent``.
         Draws the dropout masks in the whole step's order (layer, then head)."""
         # with autograd on, as in the step: torch.nn.LSTM's no-grad forward takes another
         # (inference) kernel whose output differs in the last bits
-        out, _ = self.model.rnn(self.model.embedding(self.inputs), self.state)
-        out = out.detach().requires_grad_(True)
+        out = self._layer_output().detach().requires_grad_(True)
         loss_sum, count = self._loss_sum(out)
         grad, = torch.autograd.grad(loss_sum / max(count, 1), out)
         return out, grad.detach()
@@ -161,8 +167,7 @@ class StepCase:
         """Embedding + recurrent layer forward and backward with the fixed dL/do."""
         for p in self.recurrent_params:
             p.grad = None
-        out, _ = self.model.rnn(self.model.embedding(self.inputs), self.state)
-        out.backward(self.grad_fixed)
+        self._layer_output().backward(self.grad_fixed)
 
     def head(self) -> Tensor:
         """Dropout + Linear H -> V + cross-entropy forward and backward on the fixed o*;

@@ -314,26 +314,37 @@ def _backward_init(grad_out, grad_hn, last_idx):
     return dH
 
 
-def _rnn_backward(saved, h0, w_hh, sched, relu, grad_out, grad_hn, flush):
+def _rnn_backward(saved, h0, w_hh, sched, relu, grad_out, grad_hn, flush, record):
+    """RNN's recursion without an (N, H) dH buffer (for this cell it would be as large as
+    all the forward saved): ``carry`` (B, H) holds the recurrent part of dL/dh for the
+    step being processed, dA_t = (dL/dout_t + carry) * f'(a_t) is formed as
+    dL/dout * f' for a whole chunk at once plus carry * f' per step, and
+    carry <- dA_t W_hh. dH is materialised only for the gradient-flow recorder."""
     (out,) = saved
-    _, last_idx = sched.indices(out.device)
-    dH = _backward_init(grad_out, grad_hn, last_idx)
+    dH = out.new_empty(out.shape) if record else None
     blocks = _blocks(sched, out.shape[1] * out.element_size())
     buf = _block_buffer(out, blocks, out.shape[1])
     dh0 = torch.zeros_like(h0)
+    carry = torch.empty_like(h0)
+    k_in = 0    # rows of this step that the next processed step passes dL/dh back to
     for blo, bhi, chunks in blocks:
         dA = buf[:bhi - blo]
         for chunk, lo, hi in chunks:
             o = out[lo:hi]
             deriv = (o > 0).to(o.dtype) if relu else 1 - o * o
+            torch.mul(grad_out[lo:hi], deriv, out=dA[lo - blo:hi - blo])
             for s in chunk:
-                r0, r1 = s.off, s.off + s.bs
-                da = dA[r0 - blo:r1 - blo]
-                torch.mul(dH[r0:r1], deriv[r0 - lo:r1 - lo], out=da)
-                if s.n_carry:
-                    dH[s.off_prev:s.off_prev + s.n_carry].addmm_(da[:s.n_carry], w_hh)
-                if s.n_carry < s.bs:
-                    dh0[s.n_carry:s.bs].addmm_(da[s.n_carry:], w_hh)
+                r0, r1, k = s.off, s.off + s.bs, s.n_carry
+                if k_in < s.bs:          # sequences whose final state is this step's
+                    carry[k_in:s.bs] = grad_hn[k_in:s.bs]
+                if dH is not None:
+                    torch.add(grad_out[r0:r1], carry[:s.bs], out=dH[r0:r1])
+                da = dA[r0 - blo:r1 - blo].addcmul_(carry[:s.bs], deriv[r0 - lo:r1 - lo])
+                if k:
+                    torch.mm(da[:k], w_hh, out=carry[:k])
+                if k < s.bs:
+                    dh0[k:s.bs].addmm_(da[k:], w_hh)
+                k_in = k
         flush(blo, bhi, dA, dA)
     return dh0, None, dH
 
@@ -502,6 +513,7 @@ class _BPTT(torch.autograd.Function):
     def backward(ctx, grad_out, grad_hn, grad_cn=None):
         x, w_ih, *saved, h0, c0, w_hh = ctx.saved_tensors
         mode, sched, need = ctx.mode, ctx.sched, ctx.needs_input_grad
+        record = bool(_RECORDERS) and ctx.tag is not None
         with torch.no_grad():
             grad_out = grad_out.contiguous()
             grads = _Grads(x, w_ih, w_hh, h0, saved[-1], sched, need)
@@ -512,8 +524,8 @@ class _BPTT(torch.autograd.Function):
                 dh0, dc0, dH = _gru_backward(saved, h0, w_hh, sched, grad_out, grad_hn, grads)
             else:
                 dh0, dc0, dH = _rnn_backward(saved, h0, w_hh, sched, ctx.relu, grad_out,
-                                             grad_hn, grads)
-        if _RECORDERS and ctx.tag is not None:
+                                             grad_hn, grads, record)
+        if record:
             padded = _to_padded(dH, sched)
             for rec in _RECORDERS:
                 rec.records.append(HiddenGrad(ctx.tag[0], ctx.tag[1], padded))

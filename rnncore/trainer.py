@@ -98,6 +98,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnncore import data as D
+from rnncore.losses import cross_entropy_sum
 from rnncore.model import CharRNN, ModelConfig, State, detach_state
 from rnncore.configs import DictConfig
 
@@ -407,7 +408,7 @@ def window_loss(model: CharRNN, inputs: Tensor, targets: Tensor, state: State | 
         keep_factors = keep_factors.to(inputs.device)
     # the same computation as CharRNN.forward, with the embedding and the head applied once
     # to the whole window and the recurrent layer in pieces (or single steps)
-    emb = model.embedding(inputs)
+    emb = embed_time_major(model, inputs)
     if keep_factors is not None:
         bounds = [(t, t + 1) for t in range(W)]
     else:
@@ -418,18 +419,34 @@ def window_loss(model: CharRNN, inputs: Tensor, targets: Tensor, state: State | 
             h = scale_state_grad(h, keep_factors[lo])
         out, h = model.rnn(emb[:, lo:hi], h)
         if hi > first_loss:
-            outputs.append(out[:, max(0, first_loss - lo):])
+            outputs.append(out[:, max(0, first_loss - lo):].transpose(0, 1))
         if hi == carry_at:
             carry = detach_state(h)
-    out = torch.cat(outputs, dim=1) if len(outputs) > 1 else outputs[0]
-    dropout = getattr(model, "dropout", None)
-    logits = model.head(dropout(out) if dropout is not None else out)
-    final = h
+    del emb
+    out = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+    del outputs
     tgt = targets[:, first_loss:]
-    loss_sum = F.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1),
-                               ignore_index=D.IGNORE_INDEX, reduction="sum")
+    loss_sum = head_loss_sum(model, out, tgt.t())
     count = int((tgt != D.IGNORE_INDEX).sum())
-    return WindowOutput(loss_sum, count, carry, final)
+    return WindowOutput(loss_sum, count, carry, h)
+
+
+def embed_time_major(model: CharRNN, tokens: Tensor) -> Tensor:
+    """tokens (B, W) -> embeddings (B, W, E) as a view of time-major (W, B, E) storage:
+    the recurrent layers run time-major, so they read it without a transposing copy."""
+    return model.embedding(tokens.t()).transpose(0, 1)
+
+
+def head_loss_sum(model: CharRNN, out: Tensor, targets: Tensor) -> Tensor:
+    """out (W, B, H) time-major recurrent outputs, targets (W, B) -> the loss summed over
+    the real targets, sum -log softmax(head(dropout(out)))[y] (``losses.cross_entropy_sum``).
+
+    Time-major because that is how the layers store their output: (B, W, H) would be a
+    transposed view that the head's GEMM first copies (and keeps for its backward)."""
+    dropout = getattr(model, "dropout", None)
+    logits = model.head(dropout(out) if dropout is not None else out)   # (W, B, V)
+    return cross_entropy_sum(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                             ignore_index=D.IGNORE_INDEX)
 
 
 class _WindowModule(nn.Module):

@@ -353,7 +353,7 @@ def test_backward_blocks_bound_the_gate_gradients(monkeypatch):
     assert sum(len(cs) for _, _, cs in blocks) == 13               # ceil(100 / 8) chunks
 
 
-@pytest.mark.parametrize("mode", ["lstm", "gru"])
+@pytest.mark.parametrize("mode", ["rnn", "lstm", "gru"])
 def test_long_packed_sequence(mode):
     """T well beyond one backward chunk, with sequences ending inside chunks."""
     torch.manual_seed(9)
@@ -384,3 +384,19 @@ def test_no_bias_matches_torch(mode):
         res.append([out] + list(torch.autograd.grad(out.pow(2).sum(), [xx] + list(m.parameters()))))
     for a, b in zip(*res):
         torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+
+
+def test_rnn_backward_working_set():
+    """The RNN's backward carries dL/dh in a (B, H) buffer: beyond what it returns (dx, N x I)
+    it holds the gate gradients (N x H, one block) and chunk-sized temporaries, no second
+    (N, H) buffer for dL/dh."""
+    from benchmarks.measure import peak_memory
+    T, B, I, H = 512, 8, 64, 64
+    torch.manual_seed(0)
+    rnn = rnncore.RNN(I, H)
+    x = torch.randn(T, B, I, requires_grad=True)
+    out, _ = rnn(x)
+    g = torch.randn_like(out)
+    peak = peak_memory(lambda: out.backward(g), "cpu")
+    N = T * B
+    assert N * (I + H) * 4 <= peak < N * (I + 1.5 * H) * 4
