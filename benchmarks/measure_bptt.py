@@ -169,9 +169,11 @@ def analytic_activation_bytes(cell: str, batch: int, seq_len: int, embedding_dim
         per step and row:  E (embedded input, for dW_ih)  +  layer (see
         ``layer_floats_per_step``)  +  V (the log-softmax the loss keeps)
 
-    (the logits themselves are freed once the loss is formed). The measured *peak* also
-    holds the backward's working set (e.g. the gates' gradients for all steps, which the
-    sequence-level backward keeps to form dW_hh in one GEMM), so it can exceed this."""
+    (the logits themselves are freed once the loss is formed; ``rnncore.losses`` turns the
+    saved log-softmax into the logits' gradient in place). The measured *peak* also holds
+    the backward's working set: dL/dout (B, T, H) from the head, the gate gradients (one
+    block, at most ``functional.GRAD_BLOCK_BYTES``) and dx (B, T, E), so it exceeds this by
+    a bounded factor."""
     per_row = embedding_dim + layer_floats_per_step(cell, hidden_size) + vocab_size
     per_step = batch * per_row * FLOAT_BYTES
     return {"per_step_bytes": per_step, "total_bytes": per_step * seq_len,

@@ -16,8 +16,8 @@ then per step in processing order:
           h_t = (1 - z) n + z h_{t-1}
 
 Backward (the BPTT recursion, in reverse processing order). With dH the *total* gradient
-dL/dh_t (initialised with the direct part dL/dout_t, plus dL/dh_n at each sequence's last
-step) and dA_t the gradient of the pre-activations:
+dL/dh_t (the direct part dL/dout_t, plus dL/dh_n at each sequence's last step, plus what
+flows back from step t+1) and dA_t the gradient of the pre-activations:
 
     RNN : dA_t = dH_t * (1 - h_t^2)
     LSTM: dC_t += dH_t * o_t (1 - tanh^2 c_t)
@@ -27,7 +27,10 @@ step) and dA_t the gradient of the pre-activations:
           dH_{t-1} += dH_t * z_t                       (the update gate's direct path)
     all : dH_{t-1} += dA_t^{rec} W_hh                  (one GEMM per step)
 
-so dL/dh_t = W^T (dL/dh_{t+1} * f'(a_{t+1})) + dL/dout_t, generalised to the gates. Only
+so dL/dh_t = W^T (dL/dh_{t+1} * f'(a_{t+1})) + dL/dout_t, generalised to the gates. LSTM
+and GRU accumulate dH in an (N, H) buffer; the RNN, whose forward saves only h (N, H),
+keeps just the part flowing back from t+1 in a (B, H) carry, so its backward's working
+set is the gate gradients and dx. Only
 that recursion is sequential: afterwards dW_hh = dA^T H_prev, dW_ih = dA^T X, dx = dA W_ih
 and db = sum dA are single GEMMs/reductions over all N rows (``_Grads``). When the gate
 gradients of the whole sequence would exceed GRAD_BLOCK_BYTES (long sequences) the same
