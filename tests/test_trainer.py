@@ -104,6 +104,25 @@ def test_lr_schedules_match_torch_schedulers():
 # ----------------------------------------------------------------------------- gradients
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_window_loss_keeps_only_the_activations_bptt_needs(cell):
+    """What a full-BPTT forward leaves allocated for its backward is the minimal bookkeeping
+    (``analytic_activation_bytes``: per step and row E + the layer's saved floats + V) to
+    within 3%: no transposing copies, no second logits-sized buffer."""
+    from benchmarks.measure import memory_profile
+    from benchmarks.measure_bptt import analytic_activation_bytes
+
+    B, T, E, H, V_ = 8, 96, 32, 64, 128
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(cell=cell, vocab_size=V_, embedding_dim=E, hidden_size=H,
+                                num_layers=1))
+    x = torch.randint(4, V_, (B, T))
+    y = torch.randint(4, V_, (B, T))
+    kept = memory_profile(lambda: window_loss(model, x, y, None), "cpu")["retained_bytes"]
+    analytic = analytic_activation_bytes(cell, B, T, E, H, V_)["total_bytes"]
+    assert 1.0 <= kept / analytic < 1.03
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("engine", ["bptt", "autograd"])
 def test_full_bptt_gradient_equals_reference(cell, engine):
     """Padded whole poems, pad excluded: each engine == torch's own kernels + autograd,
