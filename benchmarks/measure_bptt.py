@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from benchmarks.measure import median, memory_profile, peak_memory, synchronize, time_once
+from benchmarks.measure import median, memory_profile, peak_memory, time_interleaved
 
 FLOAT_BYTES = 4
 
@@ -190,43 +190,60 @@ def default_strategies(truncations, uneven: tuple[int, int], randomized_k: int =
     return out
 
 
-def measure_step(cell: str, strategy: Strategy, seq_len: int, *, batch: int,
-                 embedding_dim: int, hidden_size: int, vocab_size: int, device: str,
-                 repeats: int, warmup: int = 1, memory: bool = True) -> dict:
-    """Time (median of ``repeats`` after ``warmup``) and peak memory of one training step
-    (windows of ``strategy``, Adam update per window) over T = ``seq_len`` characters."""
-    model = make_model(cell, vocab_size, embedding_dim, hidden_size, device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+def measure_steps(cell: str, strategies: list[Strategy], seq_len: int, *, batch: int,
+                  embedding_dim: int, hidden_size: int, vocab_size: int, device: str,
+                  repeats: int, warmup: int = 1, memory_labels=None) -> list[dict]:
+    """Time and peak memory of one training step (windows of the strategy, Adam update per
+    window) over T = ``seq_len`` characters, for each of ``strategies`` on the same batch.
+
+    Each strategy gets its own model (same initial weights) and optimizer; after
+    ``warmup`` steps each (which also creates Adam's state, so it is not counted as a
+    peak), the strategies' steps run round-robin ``repeats`` times
+    (``measure.time_interleaved``), so load changes on a shared machine hit them alike and
+    their ratios hold; the median is reported. Peak memory is then measured, outside the
+    timing (the profiler slows the step), for the strategies whose label is in
+    ``memory_labels`` (all when None)."""
     x, y = (t.to(device) for t in corpus_batch(batch, seq_len, vocab_size))
-    gen = torch.Generator().manual_seed(0)
+    cases = {}
+    for s in strategies:
+        model = make_model(cell, vocab_size, embedding_dim, hidden_size, device)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        gen = torch.Generator().manual_seed(0)
+        cases[s.label] = (s, model, (lambda m=model, o=opt, g=gen, s=s:
+                                      sequence_step(m, x, y, s, optimizer=o, generator=g)))
+    times = time_interleaved({label: c[2] for label, c in cases.items()}, device,
+                             warmup=warmup, repeats=repeats)
+    rows = []
+    for label, (strategy, model, step) in cases.items():
+        t = median(times[label])
+        row = {
+            "cell": cell, "strategy": label, "kind": strategy.kind,
+            "truncation_len": strategy.truncation_len or seq_len,
+            "update_interval": strategy.update_interval or seq_len,
+            "seq_len": seq_len, "batch": batch, "hidden_size": hidden_size,
+            "embedding_dim": embedding_dim, "vocab_size": vocab_size, "device": device,
+            "median_s": t, "times_s": times[label],
+            "us_per_token": t / (batch * seq_len) * 1e6,
+            "windows": len(strategy.windows(seq_len)),
+        }
+        if memory_labels is None or label in memory_labels:
+            model.zero_grad(set_to_none=True)
+            row["peak_bytes"] = peak_memory(step, device)
+            analytic = analytic_activation_bytes(cell, batch, seq_len, embedding_dim,
+                                                 hidden_size, vocab_size)
+            row["analytic_bytes"] = analytic["total_bytes"]
+            row["analytic_per_step_bytes"] = analytic["per_step_bytes"]
+            if strategy.kind == "full":
+                row["retained_bytes"] = forward_retained_bytes(model, x, y, device)
+        rows.append(row)
+    return rows
 
-    def step():
-        return sequence_step(model, x, y, strategy, optimizer=opt, generator=gen)
 
-    for _ in range(warmup):  # also creates Adam's state, so it is not counted as a peak
-        step()
-    synchronize(device)
-    times = [time_once(step, device) for _ in range(repeats)]
-    t = median(times)
-    row = {
-        "cell": cell, "strategy": strategy.label, "kind": strategy.kind,
-        "truncation_len": strategy.truncation_len or seq_len,
-        "update_interval": strategy.update_interval or seq_len,
-        "seq_len": seq_len, "batch": batch, "hidden_size": hidden_size,
-        "embedding_dim": embedding_dim, "vocab_size": vocab_size, "device": device,
-        "median_s": t, "times_s": times, "us_per_token": t / (batch * seq_len) * 1e6,
-        "windows": len(strategy.windows(seq_len)),
-    }
-    if memory:
-        model.zero_grad(set_to_none=True)
-        row["peak_bytes"] = peak_memory(step, device)
-        analytic = analytic_activation_bytes(cell, batch, seq_len, embedding_dim,
-                                             hidden_size, vocab_size)
-        row["analytic_bytes"] = analytic["total_bytes"]
-        row["analytic_per_step_bytes"] = analytic["per_step_bytes"]
-        if strategy.kind == "full":
-            row["retained_bytes"] = forward_retained_bytes(model, x, y, device)
-    return row
+def measure_step(cell: str, strategy: Strategy, seq_len: int, *, repeats: int,
+                 memory: bool = True, **kw) -> dict:
+    """``measure_steps`` for one strategy (``memory``: measure its peak too)."""
+    return measure_steps(cell, [strategy], seq_len, repeats=repeats,
+                         memory_labels=None if memory else (), **kw)[0]
 
 
 def forward_retained_bytes(model, x: Tensor, y: Tensor, device: str) -> int:

@@ -66,9 +66,10 @@ def memory_truncation(cfg: BenchConfig) -> int:
 
 
 def run_bptt_steps(cfg: BenchConfig, progress: Callable = _noop) -> list[dict]:
-    """Step time for every strategy and T; peak memory for full BPTT and TBPTT at
-    ``memory_truncation`` over ``memory_seq_lens`` (the profiler slows the CPU run, so memory
-    is measured in a separate pass from the timing)."""
+    """Step time for every strategy and T (the strategies of one T timed round-robin, see
+    ``measure_bptt.measure_steps``); peak memory for full BPTT and TBPTT at
+    ``memory_truncation`` over ``memory_seq_lens`` (in a separate pass from the timing:
+    the profiler slows the CPU run)."""
     strategies = mb.default_strategies(cfg.truncations, cfg.uneven_truncation,
                                        randomized_k=memory_truncation(cfg))
     k_mem = memory_truncation(cfg)
@@ -76,17 +77,19 @@ def run_bptt_steps(cfg: BenchConfig, progress: Callable = _noop) -> list[dict]:
     rows = []
     for cell in cfg.cells:
         for seq_len in sorted(set(cfg.seq_lens) | set(cfg.memory_seq_lens)):
-            for s in strategies:
-                timed = seq_len in cfg.seq_lens
-                mem = seq_len in cfg.memory_seq_lens and s.label in mem_labels
-                if not (timed or mem) or (s.kind != "full" and s.truncation_len > seq_len):
-                    continue
-                progress(f"bptt: {cell} {s.label} T={seq_len}")
-                r = mb.measure_step(cell, s, seq_len, batch=cfg.bptt_batch,
-                                    embedding_dim=cfg.bptt_embedding,
-                                    hidden_size=cfg.bptt_hidden, vocab_size=cfg.bptt_vocab,
-                                    device=cfg.device, repeats=cfg.bptt_repeats if timed else 1,
-                                    memory=mem)
+            timed = seq_len in cfg.seq_lens
+            mem = mem_labels if seq_len in cfg.memory_seq_lens else set()
+            todo = [s for s in strategies if (timed or s.label in mem)
+                    and (s.kind == "full" or s.truncation_len <= seq_len)]
+            if not todo:
+                continue
+            progress(f"bptt: {cell} T={seq_len}, {len(todo)} strategies round-robin")
+            for r in mb.measure_steps(cell, todo, seq_len, batch=cfg.bptt_batch,
+                                      embedding_dim=cfg.bptt_embedding,
+                                      hidden_size=cfg.bptt_hidden, vocab_size=cfg.bptt_vocab,
+                                      device=cfg.device,
+                                      repeats=cfg.bptt_repeats if timed else 1,
+                                      memory_labels=mem):
                 r["timed"] = timed
                 rows.append(r)
     return rows

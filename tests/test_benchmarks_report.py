@@ -215,8 +215,7 @@ def test_step_check_catches_a_part_that_differs():
         def recurrent(self):  # the wrong upstream gradient into the layer
             for p in self.recurrent_params:
                 p.grad = None
-            out, _ = self.model.rnn(self.model.embedding(self.inputs), self.state)
-            out.backward(0.5 * self.grad_fixed)
+            self._layer_output().backward(0.5 * self.grad_fixed)
 
     assert _step_case(cls=HalfGradient).check()["grad_relative_error"] > 1e-2
 
@@ -362,3 +361,28 @@ def test_png_is_written_when_chromium_exists(tmp_path, monkeypatch):
     assert any(c == (31, 119, 180) for _, c in colors or [])
     saved = json.loads((run / "results.json").read_text())
     assert saved["png_export"] is True and saved["files"]["step_png"] == "step.png"
+
+
+def test_measure_steps_runs_strategies_round_robin(monkeypatch):
+    """The strategies of one T alternate step by step (load changes hit them alike), each
+    with its own model; memory only for the labels asked for."""
+    from benchmarks import measure_bptt as mb
+
+    calls = []
+    real = mb.sequence_step
+
+    def spy(model, x, y, strategy, **kw):
+        calls.append(strategy.label)
+        return real(model, x, y, strategy, **kw)
+
+    monkeypatch.setattr(mb, "sequence_step", spy)
+    full, trunc = mb.Strategy.full(), mb.Strategy.truncated(4)
+    rows = mb.measure_steps("rnn", [full, trunc], 16, batch=2, embedding_dim=4, hidden_size=4,
+                            vocab_size=16, device="cpu", repeats=2, warmup=1,
+                            memory_labels={"full"})
+    assert calls[:6] == ["full", "tbptt k=4"] * 3          # warm-up round, then 2 timed rounds
+    assert [r["strategy"] for r in rows] == ["full", "tbptt k=4"]
+    assert [r["windows"] for r in rows] == [1, 4]
+    assert all(len(r["times_s"]) == 2 for r in rows)
+    assert "peak_bytes" in rows[0] and "retained_bytes" in rows[0]
+    assert "peak_bytes" not in rows[1]
