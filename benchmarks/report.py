@@ -426,8 +426,8 @@ def step_markdown(rows: list[dict], cfg: dict, machine: dict) -> list[str]:
              f"{first['dropout']:g}, Adam, clip {first['clip']:g}; "
              f"{machine.get('torch_threads', '?')} torch thread(s); median of "
              f"{len(first['times_s'])} interleaved rounds. Parts: recurrent = embedding + "
-             "layer forward+backward (fixed upstream gradient); head = Linear + log-softmax "
-             "+ NLL forward+backward (fixed layer output); update = grad norm, clip, Adam, "
+             "layer forward+backward (fixed upstream gradient); head = Linear + softmax "
+             "cross-entropy forward+backward (fixed layer output); update = grad norm, clip, Adam, "
              "finiteness check; remainder = step - sum of the parts.", "",
              "| engine | chars/s | step ms | recurrent | head | update | remainder | "
              "check: grad rel. err |", "|---|---|---|---|---|---|---|---|"]
