@@ -95,15 +95,21 @@ class Schedule:
         row's h_{t-1}, and the row holding each sequence's final state."""
         key = str(device)
         if key not in self._index_cache:
-            prev = torch.empty(self.N, dtype=torch.long)
-            last = torch.empty(self.B, dtype=torch.long)
-            for s in self.steps:
-                rows = torch.arange(s.bs)
-                src = torch.where(rows < s.n_carry, s.off_prev + rows, self.N + rows)
-                prev[s.off:s.off + s.bs] = src
-                last[:s.bs] = s.off + rows
-            self._index_cache[key] = (prev.to(device), last.to(device))
+            # the cache outlives the call: made under inference_mode (generation) these
+            # would be inference tensors, which a later training forward cannot save
+            with torch.inference_mode(False):
+                self._index_cache[key] = self._build_indices(device)
         return self._index_cache[key]
+
+    def _build_indices(self, device) -> tuple[Tensor, Tensor]:
+        prev = torch.empty(self.N, dtype=torch.long)
+        last = torch.empty(self.B, dtype=torch.long)
+        for s in self.steps:
+            rows = torch.arange(s.bs)
+            src = torch.where(rows < s.n_carry, s.off_prev + rows, self.N + rows)
+            prev[s.off:s.off + s.bs] = src
+            last[:s.bs] = s.off + rows
+        return prev.to(device), last.to(device)
 
 
 @lru_cache(maxsize=256)

@@ -400,3 +400,17 @@ def test_rnn_backward_working_set():
     peak = peak_memory(lambda: out.backward(g), "cpu")
     N = T * B
     assert N * (I + H) * 4 <= peak < N * (I + 1.5 * H) * 4
+
+
+@pytest.mark.parametrize("engine", ["bptt", "autograd"])
+def test_training_after_inference_mode_forward(engine):
+    """A forward under torch.inference_mode (as generation runs) must not leave cached
+    inference tensors that a later training forward of the same shape would have to save."""
+    torch.manual_seed(0)
+    rnn = rnncore.RNN(3, 4, engine=engine)
+    x = torch.randn(37, 7, 3)  # a shape no other test uses: its schedule is built here
+    with torch.inference_mode():
+        rnn(x)
+    out, h = rnn(x)
+    (out.sum() + h.sum()).backward()
+    assert rnn.weight_hh_l0.grad is not None
