@@ -427,8 +427,8 @@ def step_markdown(rows: list[dict], cfg: dict, machine: dict) -> list[str]:
              f"{machine.get('torch_threads', '?')} torch thread(s); median of "
              f"{len(first['times_s'])} interleaved rounds. Parts: recurrent = embedding + "
              "layer forward+backward (fixed upstream gradient); head = Linear + softmax "
-             "cross-entropy forward+backward (fixed layer output); update = grad norm, clip, Adam, "
-             "finiteness check; remainder = step - sum of the parts.", "",
+             "cross-entropy forward+backward (fixed layer output); update = grad norm, "
+             "clip, Adam, finiteness check; remainder = step - sum of the parts.", "",
              "| engine | chars/s | step ms | recurrent | head | update | remainder | "
              "check: grad rel. err |", "|---|---|---|---|---|---|---|---|"]
     by_engine: dict = {}

@@ -639,15 +639,6 @@ def _nucleus_keep(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     return probs >= sorted_probs.gather(-1, n - 1)
 
 
-def _filter_top_k_top_p(scores: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
-    """Set scores outside the top-k / nucleus to -inf (rows of (B, V) log-scores)."""
-    scores = _filter_top_k(scores, top_k)
-    if top_p < 1.0:
-        keep = _nucleus_keep(torch.softmax(scores, dim=-1), top_p)
-        scores = scores.masked_fill(~keep, float("-inf"))
-    return scores
-
-
 def _sample_probs(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """One token per row of ``probs`` (B, V) >= 0 (need not sum to 1) by inverting the CDF:
     the first index whose cumulative mass exceeds u ~ U[0, total). Zero-mass tokens can
@@ -655,11 +646,6 @@ def _sample_probs(probs: torch.Tensor, generator: torch.Generator) -> torch.Tens
     cdf = probs.cumsum(dim=-1)
     u = torch.rand(probs.shape[0], 1, generator=generator) * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True)[:, 0].clamp_(max=probs.shape[1] - 1)
-
-
-def _sample(scores: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One token per row from softmax(scores) (tokens at -inf are never drawn)."""
-    return _sample_probs(torch.softmax(scores, dim=-1), generator)
 
 
 NUCLEUS_ROUNDS = 8
@@ -803,10 +789,7 @@ class _Decoder:
         t, W = self.t, self.form.line_length
         for (line, col), tok in self.fixed_ids.items():
             if self.cfg.tones:
-                ok = t.tone_ok_rows[tok]
-                for v in self.viol:
-                    for k, code in enumerate(self.codes[line][col]):
-                        v[k] += not ok[code]
+                self._count_violations([tok] * self.rows, line, col)
             rhyme_pos = col == W - 1 and (line % 2 == 1 or (line == 0 and bool(t.level_only[tok])))
             if self.cfg.rhyme and rhyme_pos:
                 narrowed = self.groups & t.rhyme[tok]
@@ -891,18 +874,29 @@ class _Decoder:
         at (line, col)."""
         cfg, t, W = self.cfg, self.t, self.form.line_length
         if cfg.tones and not forced:  # fixed characters were counted up front
-            codes, ok_rows = self.codes[line][col], t.tone_ok_rows
-            for v, i in zip(self.viol, ids):
-                ok = ok_rows[i]
-                for k, code in enumerate(codes):
-                    if not ok[code]:
-                        v[k] += 1
+            self._count_violations(ids, line, col)
         if cfg.rhyme and col == W - 1 and (line % 2 == 1 or line == 0):
             narrowed = self.groups & t.rhyme[tok]
             apply = narrowed.any(1)
             if line == 0:
                 apply &= t.level_only[tok]
             self.groups = torch.where(apply[:, None], narrowed, self.groups)
+
+    def _count_violations(self, ids: list[int], line: int, col: int) -> None:
+        """Add, per row, one violation to every template whose requirement at (line, col)
+        the row's token ``ids[row]`` does not meet."""
+        codes, ok_rows = self.codes[line][col], self.t.tone_ok_rows
+        for v, i in zip(self.viol, ids):
+            ok = ok_rows[i]
+            for k, code in enumerate(codes):
+                if not ok[code]:
+                    v[k] += 1
+
+    def _token_tensor(self, ids: list[int]) -> torch.Tensor:
+        """(B,) long tensor of ``ids``; one row is a view of the id table (no allocation)."""
+        if len(ids) == 1:
+            return self.t.ids[ids[0]:ids[0] + 1]
+        return torch.tensor(ids, dtype=torch.long)
 
     def reorder(self, index: torch.Tensor) -> None:
         rows = index.tolist()
@@ -929,7 +923,6 @@ class _Decoder:
         greedy = cfg.strategy == "greedy"
         inv_temp = 1.0 / cfg.temperature
         uniforms = _Uniforms(generator)
-        token_ids = self.t.ids
         top, state = engine.start(self._prime_ids(style_ids), B)
         tokens: list = [None] * P  # python ids per row
         logprobs: list = [None] * P  # (B, 1) each
@@ -939,7 +932,7 @@ class _Decoder:
             forced = self.forced[pos]
             if forced >= 0:
                 ids = [forced] * B
-                tok = token_ids[forced : forced + 1] if B == 1 else torch.full((B,), forced)
+                tok = self._token_tensor(ids)
                 forced_tops.append(top)
                 forced_at.append(pos)
             else:
@@ -950,7 +943,7 @@ class _Decoder:
                     ids = scores.argmax(dim=-1).tolist()
                 else:
                     ids = _draw(scores, cfg.top_k, cfg.top_p, uniforms)
-                tok = token_ids[ids[0] : ids[0] + 1] if B == 1 else torch.tensor(ids)
+                tok = self._token_tensor(ids)
                 logprobs[pos] = torch.log_softmax(logits, dim=-1).gather(1, tok.view(B, 1))
             tokens[pos] = ids
             if col < W:

@@ -21,9 +21,13 @@ from torch import Tensor
 class _CrossEntropySum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: Tensor, targets: Tensor, ignore_index: int) -> Tensor:
-        logp = torch.log_softmax(logits, dim=1)                         # (N, V)
         valid = targets != ignore_index                                 # (N,)
         safe = torch.where(valid, targets, torch.zeros_like(targets))   # gather needs a real id
+        if safe.numel():  # one reduction checks every real target's range
+            lo, hi = torch.aminmax(safe)
+            if lo < 0 or hi >= logits.shape[1]:
+                raise ValueError(f"targets must be in [0, {logits.shape[1]}) or {ignore_index}")
+        logp = torch.log_softmax(logits, dim=1)                         # (N, V)
         picked = logp.gather(1, safe.unsqueeze(1)).squeeze(1)          # (N,)
         loss = -torch.where(valid, picked, torch.zeros_like(picked)).sum()
         ctx.save_for_backward(logp, safe, valid)
@@ -47,7 +51,4 @@ def cross_entropy_sum(logits: Tensor, targets: Tensor, ignore_index: int = -100)
     if logits.dim() != 2 or targets.shape != logits.shape[:1]:
         raise ValueError(f"need logits (N, V) and targets (N,), got {tuple(logits.shape)} "
                          f"and {tuple(targets.shape)}")
-    bad = (targets != ignore_index) & ((targets < 0) | (targets >= logits.shape[1]))
-    if bool(bad.any()):
-        raise ValueError(f"targets must be in [0, {logits.shape[1]}) or {ignore_index}")
     return _CrossEntropySum.apply(logits, targets, ignore_index)

@@ -422,9 +422,7 @@ def window_loss(model: CharRNN, inputs: Tensor, targets: Tensor, state: State | 
             outputs.append(out[:, max(0, first_loss - lo):].transpose(0, 1))
         if hi == carry_at:
             carry = detach_state(h)
-    del emb
     out = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
-    del outputs
     tgt = targets[:, first_loss:]
     loss_sum = head_loss_sum(model, out, tgt.t())
     count = int((tgt != D.IGNORE_INDEX).sum())

@@ -14,10 +14,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.measure import layer_case, time_interleaved, median
+from benchmarks.config import FULL_LAYER_SIZES as sizes
+from benchmarks.measure import GATES as G, layer_case, time_interleaved, median
 torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 1)
-G = {"lstm": 4, "gru": 3, "rnn": 1}
-sizes = [(64, 64, 128, 256), (32, 100, 256, 256), (32, 128, 256, 512)]
 cells = sys.argv[2].split(",") if len(sys.argv) > 2 else ["lstm", "gru", "rnn"]
 for cell in cells:
     for (B, T, I, H) in sizes:

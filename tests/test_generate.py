@@ -155,13 +155,27 @@ def test_logprobs_match_teacher_forcing(vocab, cell, opts):
         assert poem.score == pytest.approx(sum(poem.logprobs))
 
 
+def sample_scores(scores, gen):
+    """One draw per row from softmax(scores), through the decoder's inverse-CDF sampler."""
+    return G._sample_probs(torch.softmax(scores, -1), gen)
+
+
+def filter_top_k_top_p(scores, top_k, top_p):
+    """Scores outside the top-k / nucleus set to -inf, from the decoder's two filters."""
+    scores = G._filter_top_k(scores, top_k)
+    if top_p < 1.0:
+        scores = scores.masked_fill(~G._nucleus_keep(torch.softmax(scores, -1), top_p),
+                                    float("-inf"))
+    return scores
+
+
 def test_sampler_matches_softmax():
     torch.manual_seed(0)
     scores = torch.randn(1, 6)
     scores[0, 2] = float("-inf")
     gen = torch.Generator().manual_seed(0)
     n = 20000
-    draws = G._sample(scores.expand(n, -1).contiguous(), gen)
+    draws = sample_scores(scores.expand(n, -1).contiguous(), gen)
     freq = torch.bincount(draws, minlength=6).double() / n
     want = torch.softmax(scores[0].double(), -1)
     assert freq[2] == 0
@@ -171,11 +185,11 @@ def test_sampler_matches_softmax():
 def test_top_k_top_p_filter_against_direct_computation():
     torch.manual_seed(1)
     scores = torch.randn(3, 10)
-    out = G._filter_top_k_top_p(scores, top_k=4, top_p=1.0)
+    out = filter_top_k_top_p(scores, top_k=4, top_p=1.0)
     for row, orow in zip(scores, out):
         keep = set(torch.topk(row, 4).indices.tolist())
         assert {i for i in range(10) if math.isfinite(orow[i])} == keep
-    out = G._filter_top_k_top_p(scores, top_k=0, top_p=0.6)
+    out = filter_top_k_top_p(scores, top_k=0, top_p=0.6)
     for row, orow in zip(scores, out):
         probs = torch.softmax(row, -1)
         order = torch.argsort(probs, descending=True).tolist()
