@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from benchmarks.measure import median, memory_profile, peak_memory, time_interleaved
+from rnncore.trainer import make_optimizer
 
 FLOAT_BYTES = 4
 
@@ -207,7 +208,7 @@ def measure_steps(cell: str, strategies: list[Strategy], seq_len: int, *, batch:
     cases = {}
     for s in strategies:
         model = make_model(cell, vocab_size, embedding_dim, hidden_size, device)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        opt = make_optimizer(model.parameters(), "adam", lr=1e-3)
         gen = torch.Generator().manual_seed(0)
         cases[s.label] = (s, model, (lambda m=model, o=opt, g=gen, s=s:
                                       sequence_step(m, x, y, s, optimizer=o, generator=g)))
@@ -299,7 +300,7 @@ def train_briefly(model, steps: int, batch: int, seq_len: int, vocab_size: int,
                   lr: float = 3e-3) -> list[float]:
     """A few full-BPTT updates on fresh corpus batches, so fidelity can also be measured on
     a model that has learned something; returns the losses."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = make_optimizer(model.parameters(), "adam", lr=lr)
     device = next(model.parameters()).device
     losses = []
     for i in range(steps):

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from benchmarks.measure import median, time_interleaved
+from rnncore.trainer import make_optimizer
 
 PARTS = ("recurrent", "head", "update")
 LAYER_NAMES = {"bptt": "rnncore.LSTM (bptt)", "autograd": "rnncore.LSTM (autograd)",
@@ -111,7 +112,7 @@ class StepCase:
         self.recurrent_params = [*self.model.embedding.parameters(),
                                  *self.model.rnn.parameters()]
         self.head_params = list(self.model.head.parameters())
-        self.optimizer = torch.optim.Adam(self.params, lr=lr)
+        self.optimizer = make_optimizer(self.params, "adam", lr=lr)
         self.inputs = data.inputs.to(device)
         self.targets = data.targets.to(device)
         with torch.no_grad():  # the state carried in from the window before

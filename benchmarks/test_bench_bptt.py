@@ -15,6 +15,7 @@ import torch
 
 from benchmarks import measure_bptt as mb
 from benchmarks.report import fidelity_strategies, memory_truncation
+from rnncore.trainer import make_optimizer
 
 CELLS = ("lstm", "gru", "rnn")
 
@@ -50,7 +51,7 @@ def test_training_step(benchmark, bench_config, cell, strategy_index, bptt_seq_l
         benchmark.pedantic(lambda: row, rounds=1, warmup_rounds=0)
         return
     model = mb.make_model(cell, cfg.bptt_vocab, cfg.bptt_embedding, cfg.bptt_hidden, cfg.device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = make_optimizer(model.parameters(), "adam", lr=1e-3)
     x, y = (t.to(cfg.device) for t in mb.corpus_batch(cfg.bptt_batch, bptt_seq_len,
                                                        cfg.bptt_vocab))
     benchmark.pedantic(lambda: mb.sequence_step(model, x, y, strategy, optimizer=opt),

@@ -88,18 +88,18 @@ class Schedule:
             prev_t = t
         self.steps = steps
         self.uniform = all(bs == self.B for bs in batch_sizes)   # a padded batch, not packed
-        self._index_cache: dict = {}
+        self._cache: dict = {}
 
     def indices(self, device) -> tuple[Tensor, Tensor]:
         """(prev_index (N,), last_index (B,)) into ``cat([out, h0])``: the row holding each
         row's h_{t-1}, and the row holding each sequence's final state."""
         key = str(device)
-        if key not in self._index_cache:
+        if key not in self._cache:
             # the cache outlives the call: made under inference_mode (generation) these
             # would be inference tensors, which a later training forward cannot save
             with torch.inference_mode(False):
-                self._index_cache[key] = self._build_indices(device)
-        return self._index_cache[key]
+                self._cache[key] = self._build_indices(device)
+        return self._cache[key]
 
     def _build_indices(self, device) -> tuple[Tensor, Tensor]:
         prev = torch.empty(self.N, dtype=torch.long)
@@ -300,7 +300,16 @@ def _chunks(sched: Schedule):
 
 def _blocks(sched: Schedule, row_bytes: int) -> list[tuple[int, int, list]]:
     """Consecutive chunks grouped into blocks (lo, hi, chunks) of at most GRAD_BLOCK_BYTES
-    of gate gradients (``row_bytes`` per row), in backward order."""
+    of gate gradients (``row_bytes`` per row), in backward order. Cached on the schedule:
+    a training loop's windows share one, and rebuilding the lists each backward is a
+    fixed cost per window."""
+    key = ("blocks", row_bytes, GRAD_BLOCK_BYTES, CHUNK)
+    if key not in sched._cache:
+        sched._cache[key] = _make_blocks(sched, row_bytes)
+    return sched._cache[key]
+
+
+def _make_blocks(sched: Schedule, row_bytes: int) -> list[tuple[int, int, list]]:
     max_rows = max(1, GRAD_BLOCK_BYTES // row_bytes)
     blocks: list[tuple[int, int, list]] = []
     for chunk, lo, hi in _chunks(sched):
@@ -323,17 +332,18 @@ def _backward_init(grad_out, grad_hn, last_idx):
     return dH
 
 
-def _rnn_backward(saved, h0, w_hh, sched, relu, grad_out, grad_hn, flush, record):
+def _rnn_backward(saved, h0, w_hh, sched, relu, grad_out, grad_hn, flush, record, need_h0):
     """RNN's recursion without an (N, H) dH buffer (for this cell it would be as large as
     all the forward saved): ``carry`` (B, H) holds the recurrent part of dL/dh for the
     step being processed, dA_t = (dL/dout_t + carry) * f'(a_t) is formed as
     dL/dout * f' for a whole chunk at once plus carry * f' per step, and
-    carry <- dA_t W_hh. dH is materialised only for the gradient-flow recorder."""
+    carry <- dA_t W_hh. dH is materialised only for the gradient-flow recorder; dh0 only
+    when ``need_h0`` (a truncated window's start state is detached: no GEMM for it)."""
     (out,) = saved
     dH = out.new_empty(out.shape) if record else None
     blocks = _blocks(sched, out.shape[1] * out.element_size())
     buf = _block_buffer(out, blocks, out.shape[1])
-    dh0 = torch.zeros_like(h0)
+    dh0 = torch.zeros_like(h0) if need_h0 else None
     carry = torch.empty_like(h0)
     k_in = 0    # rows of this step that the next processed step passes dL/dh back to
     for blo, bhi, chunks in blocks:
@@ -351,14 +361,15 @@ def _rnn_backward(saved, h0, w_hh, sched, relu, grad_out, grad_hn, flush, record
                 da = dA[r0 - blo:r1 - blo].addcmul_(carry[:s.bs], deriv[r0 - lo:r1 - lo])
                 if k:
                     torch.mm(da[:k], w_hh, out=carry[:k])
-                if k < s.bs:
+                if k < s.bs and need_h0:
                     dh0[k:s.bs].addmm_(da[k:], w_hh)
                 k_in = k
         flush(blo, bhi, dA, dA)
     return dh0, None, dH
 
 
-def _lstm_backward(saved, h0, c0, w_hh, sched, grad_out, grad_hn, grad_cn, flush):
+def _lstm_backward(saved, h0, c0, w_hh, sched, grad_out, grad_hn, grad_cn, flush, need_h0,
+                   need_c0):
     gates, cs, out = saved
     H = out.shape[1]
     prev_idx, last_idx = sched.indices(out.device)
@@ -366,7 +377,8 @@ def _lstm_backward(saved, h0, c0, w_hh, sched, grad_out, grad_hn, grad_cn, flush
     dc_run = grad_cn.clone()       # dL/dc of the step being processed, per sequence (B, H)
     blocks = _blocks(sched, gates.shape[1] * gates.element_size())
     buf = _block_buffer(gates, blocks, gates.shape[1])
-    dh0, dc0 = torch.zeros_like(h0), torch.zeros_like(c0)
+    dh0 = torch.zeros_like(h0) if need_h0 else None
+    dc0 = torch.zeros_like(c0) if need_c0 else None
     for blo, bhi, chunks in blocks:
         dA = buf[:bhi - blo]
         for chunk, lo, hi in chunks:
@@ -386,8 +398,9 @@ def _lstm_backward(saved, h0, c0, w_hh, sched, grad_out, grad_hn, grad_cn, flush
                 torch.mul(dh, mul_h[a0:a1], out=da[:, 3 * H:])
                 fr = f[a0:a1]
                 k = s.n_carry
-                if k < s.bs:
+                if k < s.bs and need_h0:
                     dh0[k:s.bs].addmm_(da[k:], w_hh)
+                if k < s.bs and need_c0:
                     dc0[k:s.bs].addcmul_(dc[k:], fr[k:])
                 if k:
                     dH[s.off_prev:s.off_prev + k].addmm_(da[:k], w_hh)
@@ -396,7 +409,7 @@ def _lstm_backward(saved, h0, c0, w_hh, sched, grad_out, grad_hn, grad_cn, flush
     return dh0, dc0, dH
 
 
-def _gru_backward(saved, h0, w_hh, sched, grad_out, grad_hn, flush):
+def _gru_backward(saved, h0, w_hh, sched, grad_out, grad_hn, flush, need_h0):
     rzh, n, out = saved
     H = out.shape[1]
     prev_idx, last_idx = sched.indices(out.device)
@@ -404,7 +417,7 @@ def _gru_backward(saved, h0, w_hh, sched, grad_out, grad_hn, flush):
     blocks = _blocks(sched, 2 * rzh.shape[1] * rzh.element_size())
     buf_h = _block_buffer(rzh, blocks, 3 * H)    # [dA^r, dA^z, d(W_hn h + b_hn)]
     buf_x = _block_buffer(rzh, blocks, 3 * H)    # [dA^r, dA^z, dA^n]
-    dh0 = torch.zeros_like(h0)
+    dh0 = torch.zeros_like(h0) if need_h0 else None
     for blo, bhi, chunks in blocks:
         dAh, dAx = buf_h[:bhi - blo], buf_x[:bhi - blo]
         for chunk, lo, hi in chunks:
@@ -427,7 +440,7 @@ def _gru_backward(saved, h0, w_hh, sched, grad_out, grad_hn, flush):
                 k = s.n_carry
                 if k:
                     dH[s.off_prev:s.off_prev + k].addcmul_(dh[:k], zr[:k]).addmm_(da[:k], w_hh)
-                if k < s.bs:
+                if k < s.bs and need_h0:
                     dh0[k:s.bs].addcmul_(dh[k:], zr[k:]).addmm_(da[k:], w_hh)
         dAx[:, :2 * H] = dAh[:, :2 * H]
         flush(blo, bhi, dAx, dAh)
@@ -502,12 +515,17 @@ def _forward(mode, x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, save):
 
 
 def _final(mode, outputs, sched):
-    """(out, h_n) or (out, h_n, c_n) from the flat outputs."""
-    _, last = sched.indices(outputs[0].device)
+    """(out, h_n) or (out, h_n, c_n) from the flat outputs. For a padded batch the final
+    states are one step's rows (the last step, or the first for the reverse direction),
+    copied without an index gather."""
     out = outputs[0]
-    if mode == "lstm":
-        return out, out[last], outputs[1][last]
-    return out, out[last]
+    if sched.uniform:
+        rows = slice(0, sched.B) if sched.reverse else slice(sched.N - sched.B, sched.N)
+        finals = [t[rows].clone() for t in outputs]
+    else:
+        _, last = sched.indices(out.device)
+        finals = [t[last] for t in outputs]
+    return (out, *finals)
 
 
 class _BPTT(torch.autograd.Function):
@@ -526,20 +544,23 @@ class _BPTT(torch.autograd.Function):
         with torch.no_grad():
             grad_out = grad_out.contiguous()
             grads = _Grads(x, w_ih, w_hh, h0, saved[-1], sched, need)
+            # dL/dh0 (and dc0) only when asked for: a truncated window's start state is
+            # detached, and its gradient would cost a GEMM per window
+            need_h0, need_c0 = need[3], need[4] and mode == "lstm"
             if mode == "lstm":
                 dh0, dc0, dH = _lstm_backward(saved, h0, c0, w_hh, sched, grad_out, grad_hn,
-                                              grad_cn, grads)
+                                              grad_cn, grads, need_h0, need_c0)
             elif mode == "gru":
-                dh0, dc0, dH = _gru_backward(saved, h0, w_hh, sched, grad_out, grad_hn, grads)
+                dh0, dc0, dH = _gru_backward(saved, h0, w_hh, sched, grad_out, grad_hn, grads,
+                                             need_h0)
             else:
                 dh0, dc0, dH = _rnn_backward(saved, h0, w_hh, sched, ctx.relu, grad_out,
-                                             grad_hn, grads, record)
+                                             grad_hn, grads, record, need_h0)
         if record:
             padded = _to_padded(dH, sched)
             for rec in _RECORDERS:
                 rec.records.append(HiddenGrad(ctx.tag[0], ctx.tag[1], padded))
-        return (grads.dx, grads.dw_ih, grads.db_ih, dh0 if need[3] else None,
-                dc0 if (need[4] and mode == "lstm") else None, grads.dw_hh, grads.db_hh,
+        return (grads.dx, grads.dw_ih, grads.db_ih, dh0, dc0, grads.dw_hh, grads.db_hh,
                 None, None, None, None)
 
 

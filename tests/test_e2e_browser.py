@@ -115,6 +115,14 @@ def _settle(page, timeout_s: float = 180) -> None:
     raise AssertionError("the page kept running")
 
 
+def _expect_count(locator, n: int, timeout_s: float = 30) -> None:
+    """``locator`` matches ``n`` elements within ``timeout_s`` (a page that just ended a
+    job redraws once more after the script run that showed it finished)."""
+    from playwright.sync_api import expect
+
+    expect(locator).to_have_count(n, timeout=timeout_s * 1000)
+
+
 def _screenshot(page, name: str) -> None:
     """The whole page: Streamlit scrolls inside its main container, so grow the viewport
     to that container's height for the shot."""
@@ -176,7 +184,7 @@ def test_every_page_in_a_browser(server, page):
     main.get_by_role("button", name="Stop", exact=True).click()
     page.get_by_text(re.compile(r"stopped: stopped after \d+ steps")).wait_for(timeout=60_000)
     _settle(page)
-    assert page.locator('[data-testid="stPlotlyChart"]').count() == 3
+    _expect_count(page.locator('[data-testid="stPlotlyChart"]'), 3)
     _assert_clean(page, "2-train")
     assert list(server["runs"].glob("*/step-*/meta.json")), "no checkpoint saved on Stop"
 
@@ -214,7 +222,7 @@ def test_every_page_in_a_browser(server, page):
     _nav(page, "Gradient Flow")
     page.get_by_text("3. Spectral radius of W_hh").wait_for(timeout=120_000)
     _settle(page, 120)
-    assert page.locator('[data-testid="stPlotlyChart"]').count() == 6
+    _expect_count(page.locator('[data-testid="stPlotlyChart"]'), 6)
     before = page.get_by_text(re.compile(r"The spectral radius ρ = ")).inner_text()
     thumb = page.get_by_role("slider", name=re.compile("spectral radius"))
     thumb.focus()

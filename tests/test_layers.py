@@ -158,6 +158,26 @@ def test_unbatched_input(mode):
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("grad_h0,grad_c0", [(True, False), (False, True), (False, False)])
+def test_state_gradients_only_where_asked(grad_h0, grad_c0):
+    """The backward skips dL/dh0 (dc0) when the start state needs no gradient (a truncated
+    window's detached state); whichever of h0, c0 does need one still matches torch.nn,
+    and so does every other gradient."""
+    torch.manual_seed(5)
+    ref, ours = _pair("lstm", torch.float64, num_layers=2, bidirectional=True)
+    x = torch.randn(T, B, I, dtype=torch.double)
+    hx = [torch.randn(4, B, H, dtype=torch.double) for _ in range(2)]
+    grads = []
+    for model in (ref, ours):
+        h0 = hx[0].clone().requires_grad_(grad_h0)
+        c0 = hx[1].clone().requires_grad_(grad_c0)
+        _, _, loss = _run(model, x, (h0, c0), None, False)
+        leaves = [t for t in (h0, c0) if t.requires_grad] + list(model.parameters())
+        grads.append(torch.autograd.grad(loss, leaves))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("mode", ["rnn", "lstm", "gru"])
 def test_state_dict_round_trip(mode):
     torch.manual_seed(4)
