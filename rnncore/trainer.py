@@ -80,7 +80,7 @@ Everything else
   rank 0 saves and reports; a run resumes only with the same number of processes;
 * throughput: ``StepRecord.tokens_per_s`` counts *predicted* characters (k1 per row for the
   stream strategies; the re-read prefix of k1 < k2 is work but not new characters) over the
-  whole step; ``profile_step_breakdown`` splits a step into recurrent layer vs head+softmax.
+  whole step (``benchmarks/measure_step.py`` splits a step into its parts).
 """
 from __future__ import annotations
 
@@ -514,83 +514,6 @@ def metrics_from_sums(loss_sum: float, characters: int) -> dict:
     loss = loss_sum / max(characters, 1)
     return {"loss_sum": loss_sum, "characters": characters, "loss": loss, "bpc": loss / LN2,
             "perplexity": math.exp(min(loss, 700.0))}
-
-
-# --------------------------------------------------------------------------- profiling
-
-def profile_step_breakdown(model: CharRNN, inputs: Tensor, targets: Tensor, *,
-                           optimizer: torch.optim.Optimizer | None = None,
-                           repeats: int = 3, warmup: int = 1) -> dict:
-    """Time one training step and split it into recurrent layer vs output head + softmax.
-
-    Forward: hooks on ``model.rnn`` (pre/post) and the loss computation give
-    ``rnn_forward_s`` and ``head_forward_s`` (dropout + ``head`` + cross-entropy). Backward:
-    tensor hooks fire when the gradient reaches the rnn *output* (head + softmax backward
-    done) and the rnn *input* (recurrent backward done). On CUDA each mark synchronizes.
-    Returns, for the repeat with the median total, those four, ``total_s`` (forward + backward +
-    optimizer step if given), ``rnn_share``/``head_share`` of ``total_s`` and
-    ``chars_per_s = B*T / total_s``.
-    """
-    device = next(model.parameters()).device
-    inputs, targets = inputs.to(device), targets.to(device)
-
-    def now() -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter()
-
-    marks: dict[str, float] = {}
-
-    def pre_hook(_module, args):
-        marks["rnn_fwd_start"] = now()
-        if args[0].requires_grad:
-            args[0].register_hook(lambda g: marks.__setitem__("rnn_bwd_end", now()))
-
-    def post_hook(_module, _args, output):
-        marks["rnn_fwd_end"] = now()
-        output[0].register_hook(lambda g: marks.__setitem__("head_bwd_end", now()))
-
-    handles = [model.rnn.register_forward_pre_hook(pre_hook),
-               model.rnn.register_forward_hook(post_hook)]
-    samples: list[dict] = []
-    was_training = model.training
-    model.train()
-    try:
-        for i in range(warmup + repeats):
-            marks.clear()
-            model.zero_grad(set_to_none=True)
-            t0 = now()
-            logits, _ = model(inputs)
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
-                                   ignore_index=D.IGNORE_INDEX)
-            t_loss = now()
-            loss.backward()
-            t_bwd = now()
-            if optimizer is not None:
-                optimizer.step()
-            t_end = now()
-            if i >= warmup:
-                samples.append({
-                    "rnn_forward_s": marks["rnn_fwd_end"] - marks["rnn_fwd_start"],
-                    "head_forward_s": t_loss - marks["rnn_fwd_end"],
-                    "head_backward_s": marks["head_bwd_end"] - t_loss,
-                    "rnn_backward_s": marks.get("rnn_bwd_end", t_bwd) - marks["head_bwd_end"],
-                    "total_s": t_end - t0,
-                })
-    finally:
-        for h in handles:
-            h.remove()
-        model.zero_grad(set_to_none=True)
-        model.train(was_training)
-
-    # the repeat with the median total, so the parts add up within one step
-    out = dict(sorted(samples, key=lambda s: s["total_s"])[len(samples) // 2])
-    rnn = out["rnn_forward_s"] + out["rnn_backward_s"]
-    head = out["head_forward_s"] + out["head_backward_s"]
-    out.update(rnn_s=rnn, head_s=head, rnn_share=rnn / out["total_s"],
-               head_share=head / out["total_s"],
-               chars_per_s=inputs.numel() / out["total_s"])
-    return out
 
 
 # --------------------------------------------------------------------------- trainer

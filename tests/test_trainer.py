@@ -13,8 +13,7 @@ import torch.nn.functional as F
 from rnncore import data as D
 from rnncore.model import CharRNN, ModelConfig
 from rnncore.trainer import (EvalRecord, StepRecord, TrainConfig, TrainConfigError, Trainer,
-                             draw_keep_factors, evaluate_model, lr_factor,
-                             profile_step_breakdown, window_loss)
+                             draw_keep_factors, evaluate_model, lr_factor, window_loss)
 
 V = 12  # vocabulary of the synthetic gradient tests
 
@@ -492,18 +491,6 @@ def test_step_records_count_characters(prepared):
     full = make_trainer(prepared, strategy="full", max_steps=1).run()
     order = D.epoch_order(len(prepared.train), 3, 0)[:4]
     assert full.history[0].tokens == sum(len(prepared.train[i]) - 1 for i in order)
-
-
-def test_profile_step_breakdown():
-    model = CharRNN(ModelConfig(vocab_size=50, embedding_dim=8, hidden_size=16, num_layers=1))
-    x = torch.randint(4, 50, (4, 12))
-    opt = torch.optim.SGD(model.parameters(), lr=0.0)
-    out = profile_step_breakdown(model, x, x, optimizer=opt, repeats=2)
-    for key in ("rnn_forward_s", "rnn_backward_s", "head_forward_s", "head_backward_s"):
-        assert 0 < out[key] < out["total_s"]
-    assert 0 < out["rnn_share"] + out["head_share"] <= 1.0
-    assert out["chars_per_s"] == pytest.approx(48 / out["total_s"])
-    assert all(p.grad is None for p in model.parameters())
 
 
 @pytest.mark.cuda
