@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from rnncore import data as D
 from rnncore.model import CharRNN, ModelConfig
 from rnncore.trainer import (EvalRecord, StepRecord, TrainConfig, TrainConfigError, Trainer,
-                             draw_keep_factors, evaluate_model, lr_factor, window_loss)
+                             draw_keep_factors, evaluate_model, lr_factor, make_optimizer,
+                             window_loss)
 
 V = 12  # vocabulary of the synthetic gradient tests
 
@@ -98,6 +99,31 @@ def test_lr_schedules_match_torch_schedulers():
             ref.step()
     warm = TrainConfig(warmup_steps=4)
     assert [lr_factor(warm, s) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("name,kw", [("adam", {"weight_decay": 0.01}),
+                                     ("sgd", {"momentum": 0.9, "weight_decay": 0.01})])
+def test_make_optimizer_is_fused_and_matches_torch_default(name, kw):
+    """The trainer's optimizer uses torch's fused kernel on CPU and takes the same steps as
+    torch's default (for-each) implementation, to float32 rounding."""
+    torch.manual_seed(0)
+    start = [torch.randn(7, 5), torch.randn(5)]
+    ours = [p.clone().requires_grad_() for p in start]
+    ref = [p.clone().requires_grad_() for p in start]
+    opt = make_optimizer(ours, name, lr=0.05, **kw)
+    cls = torch.optim.Adam if name == "adam" else torch.optim.SGD
+    ref_opt = cls(ref, lr=0.05, **kw)
+    assert opt.param_groups[0]["fused"] and not ref_opt.param_groups[0]["fused"]
+    for _ in range(20):
+        grads = [torch.randn_like(p) for p in start]
+        for params, o in ((ours, opt), (ref, ref_opt)):
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+            o.step()
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(TrainConfigError, match="unknown optimizer"):
+        make_optimizer(ours, "rmsprop")
 
 
 # ----------------------------------------------------------------------------- gradients
