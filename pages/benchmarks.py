@@ -25,9 +25,18 @@ FIGURE_TITLES = {
 st.title("Benchmarks")
 
 
-@st.cache_data(show_spinner="Reading benchmark results ...", max_entries=16)
+@st.cache_data(show_spinner="Reading benchmark results ...", max_entries=64)
 def read_run(path: str, _mtime: float) -> dict:
     return load_results(path)
+
+
+def run_label(run: Path) -> str:
+    """The run's name and what it measured, e.g. ``20261123-191411-cpu · bptt``."""
+    try:
+        sections = read_run(str(run), (run / "results.json").stat().st_mtime).get("sections")
+    except (BenchmarkResultsError, OSError):
+        return f"{run.name} · unreadable"
+    return f"{run.name} · {', '.join(sections or []) or 'no sections'}"
 
 
 def machine_line(results: dict) -> str:
@@ -64,7 +73,7 @@ if not runs:
             "`python -m benchmarks` or use the button below.")
 else:
     pick = st.selectbox("Report", range(len(runs) - 1, -1, -1),
-                        format_func=lambda i: runs[i].name, key="bench_run")
+                        format_func=lambda i: run_label(runs[i]), key="bench_run")
     try:
         results = read_run(str(runs[pick]), (runs[pick] / "results.json").stat().st_mtime)
     except BenchmarkResultsError as exc:

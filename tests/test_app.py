@@ -200,6 +200,8 @@ def test_benchmarks_page_plots_reports_and_runs_one_now(runs_dir, tmp_path, monk
     assert not at.exception and not at.error, _texts(at.error)
     assert any(c.startswith(committed["machine"]["date"]) for c in _texts(at.caption))
     assert len(at.get("plotly_chart")) == 2  # layers (ratio) and layers (GFLOP/s)
+    picker = at.selectbox(key="bench_run")
+    assert picker.options[0].endswith(" · layers"), picker.options
     at.button(key="bench_run_now").click().run()
     assert not at.exception and not at.error, _texts(at.error)
     import json
