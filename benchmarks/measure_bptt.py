@@ -191,6 +191,17 @@ def default_strategies(truncations, uneven: tuple[int, int], randomized_k: int =
     return out
 
 
+def training_step(cell: str, strategy: Strategy, x: Tensor, y: Tensor, *,
+                  embedding_dim: int, hidden_size: int, vocab_size: int, device: str):
+    """A fresh model (seed 0) and its optimizer, as the trainer builds it; returns
+    (model, step) where ``step()`` runs ``sequence_step`` over (x, y) with ``strategy``
+    (an update per window)."""
+    model = make_model(cell, vocab_size, embedding_dim, hidden_size, device)
+    opt = make_optimizer(model.parameters(), "adam", lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+    return model, lambda: sequence_step(model, x, y, strategy, optimizer=opt, generator=gen)
+
+
 def measure_steps(cell: str, strategies: list[Strategy], seq_len: int, *, batch: int,
                   embedding_dim: int, hidden_size: int, vocab_size: int, device: str,
                   repeats: int, warmup: int = 1, memory_labels=None) -> list[dict]:
@@ -207,11 +218,10 @@ def measure_steps(cell: str, strategies: list[Strategy], seq_len: int, *, batch:
     x, y = (t.to(device) for t in corpus_batch(batch, seq_len, vocab_size))
     cases = {}
     for s in strategies:
-        model = make_model(cell, vocab_size, embedding_dim, hidden_size, device)
-        opt = make_optimizer(model.parameters(), "adam", lr=1e-3)
-        gen = torch.Generator().manual_seed(0)
-        cases[s.label] = (s, model, (lambda m=model, o=opt, g=gen, s=s:
-                                      sequence_step(m, x, y, s, optimizer=o, generator=g)))
+        model, step = training_step(cell, s, x, y, embedding_dim=embedding_dim,
+                                    hidden_size=hidden_size, vocab_size=vocab_size,
+                                    device=device)
+        cases[s.label] = (s, model, step)
     times = time_interleaved({label: c[2] for label, c in cases.items()}, device,
                              warmup=warmup, repeats=repeats)
     rows = []

@@ -11,11 +11,9 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from benchmarks import measure_bptt as mb
 from benchmarks.report import fidelity_strategies, memory_truncation
-from rnncore.trainer import make_optimizer
 
 CELLS = ("lstm", "gru", "rnn")
 
@@ -50,12 +48,12 @@ def test_training_step(benchmark, bench_config, cell, strategy_index, bptt_seq_l
     if cfg.quick:  # the measurement above already ran the step; keep the smoke test short
         benchmark.pedantic(lambda: row, rounds=1, warmup_rounds=0)
         return
-    model = mb.make_model(cell, cfg.bptt_vocab, cfg.bptt_embedding, cfg.bptt_hidden, cfg.device)
-    opt = make_optimizer(model.parameters(), "adam", lr=1e-3)
     x, y = (t.to(cfg.device) for t in mb.corpus_batch(cfg.bptt_batch, bptt_seq_len,
                                                        cfg.bptt_vocab))
-    benchmark.pedantic(lambda: mb.sequence_step(model, x, y, strategy, optimizer=opt),
-                       rounds=cfg.bptt_repeats, warmup_rounds=1)
+    _, step = mb.training_step(cell, strategy, x, y, embedding_dim=cfg.bptt_embedding,
+                               hidden_size=cfg.bptt_hidden, vocab_size=cfg.bptt_vocab,
+                               device=cfg.device)
+    benchmark.pedantic(step, rounds=cfg.bptt_repeats, warmup_rounds=1)
 
 
 @pytest.mark.parametrize("cell", CELLS)

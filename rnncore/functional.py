@@ -514,8 +514,9 @@ def _forward(mode, x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, save):
     return _rnn_forward(_project(x, w_ih, b_ih, b_hh), h0, w_hh, sched, relu, save)
 
 
-def _final(mode, outputs, sched):
-    """(out, h_n) or (out, h_n, c_n) from the flat outputs. For a padded batch the final
+def final_states(outputs, sched):
+    """(out, h_n) or (out, h_n, c_n) from the flat outputs [out] or [out, c] (N, H) of
+    either engine. For a padded batch the final
     states are one step's rows (the last step, or the first for the reverse direction),
     copied without an index gather."""
     out = outputs[0]
@@ -534,7 +535,7 @@ class _BPTT(torch.autograd.Function):
         outputs, saved = _forward(mode, x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, True)
         ctx.mode, ctx.sched, ctx.relu, ctx.tag = mode, sched, relu, tag
         ctx.save_for_backward(x, w_ih, *saved, h0, c0 if c0 is not None else h0, w_hh)
-        return _final(mode, outputs, sched)
+        return final_states(outputs, sched)
 
     @staticmethod
     def backward(ctx, grad_out, grad_hn, grad_cn=None):
@@ -581,4 +582,4 @@ def recurrence(mode: str, x: Tensor, w_ih: Tensor, b_ih: Tensor | None, h0: Tens
         return _BPTT.apply(x, w_ih, b_ih, h0, c0, w_hh, b_hh, mode, sched, relu, tag)
     with torch.no_grad():
         outputs, _ = _forward(mode, x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, False)
-        return _final(mode, outputs, sched)
+        return final_states(outputs, sched)

@@ -25,7 +25,7 @@ from torch import Tensor, _VF, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from rnncore import cells
-from rnncore.functional import recurrence, schedule, step_prev
+from rnncore.functional import final_states, recurrence, schedule, step_prev
 
 ENGINES = ("bptt", "autograd", "native")
 
@@ -250,12 +250,10 @@ def _autograd_scan(mode, x_proj, h0, c0, w_hh, b_hh, sched, nonlinearity):
             hs[s.off], _ = cells.gru_cell(xp, h, w_hh, b_hh)
         else:
             hs[s.off], _ = cells.rnn_cell(xp, h, w_hh, b_hh, nonlinearity)
-    out = torch.cat([hs[off] for off in sched.offsets])
-    _, last = sched.indices(out.device)
+    outputs = [torch.cat([hs[off] for off in sched.offsets])]
     if mode == "lstm":
-        c_all = torch.cat([cs[off] for off in sched.offsets])
-        return out, out[last], c_all[last]
-    return out, out[last]
+        outputs.append(torch.cat([cs[off] for off in sched.offsets]))
+    return final_states(outputs, sched)
 
 
 class RNN(RNNBase):
