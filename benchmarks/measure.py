@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+from rnncore.kinds import GATES  # noqa: F401 (used here and by scripts/gemm_floor.py)
 
 
 # --- timing ------------------------------------------------------------------------------

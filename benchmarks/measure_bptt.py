@@ -2,7 +2,7 @@
 
 A *training step over a sequence* is: tokens (B, T) and targets (B, T) from the bundled corpus,
 read by a ``CharRNN`` (one layer) from the zero state, with the update windows of
-``rnncore.trainer`` (its ``window_loss`` and ``draw_keep_factors`` do the forward):
+``rnncore.truncation`` (its ``windows``, ``window_loss`` and ``draw_keep_factors``):
 
 * ``full``: one window [0, T), loss over all T positions, one update;
 * ``truncated`` TBPTT(k1, k2): updates every k1 new tokens; the window of an update ending at
@@ -26,6 +26,7 @@ from torch import Tensor
 
 from benchmarks.measure import median, memory_profile, peak_memory, time_interleaved
 from rnncore.trainer import make_optimizer
+from rnncore.truncation import Window, draw_keep_factors, window_loss, windows
 
 FLOAT_BYTES = 4
 
@@ -67,17 +68,15 @@ class Strategy:
              else f"k1={self.update_interval} k2={self.truncation_len}")
         return f"tbptt {k}" if self.kind == "truncated" else f"randomized {k} p={self.keep_prob}"
 
+    def plan(self, seq_len: int) -> list[Window]:
+        """The update windows over [0, seq_len), by ``rnncore.truncation``'s rule."""
+        if self.kind == "full":
+            return [Window(0, seq_len, seq_len, seq_len)]
+        return windows(seq_len, self.truncation_len, self.update_interval)
+
     def windows(self, seq_len: int) -> list[tuple[int, int, int]]:
         """(start, end, loss_len) of each window over [0, seq_len)."""
-        if self.kind == "full":
-            return [(0, seq_len, seq_len)]
-        k1, k2 = self.update_interval, self.truncation_len
-        out, end = [], 0
-        while end < seq_len:
-            new = min(k1, seq_len - end)
-            end += new
-            out.append((max(0, end - new - (k2 - k1)), end, new))
-        return out
+        return [(w.start, w.end, w.loss_len) for w in self.plan(seq_len)]
 
 
 def sequence_step(model, inputs: Tensor, targets: Tensor, strategy: Strategy,
@@ -87,19 +86,15 @@ def sequence_step(model, inputs: Tensor, targets: Tensor, strategy: Strategy,
 
     With ``optimizer``: one update per window on ``loss_sum / count``. Without: gradients of
     ``loss_sum / (B T)`` accumulate in ``.grad`` (call ``model.zero_grad()`` first)."""
-    from rnncore.trainer import draw_keep_factors, window_loss
-
     B, T = inputs.shape
-    wins = strategy.windows(T)
     state, total = None, 0.0
     gen = generator or torch.Generator().manual_seed(0)
-    for i, (start, end, loss_len) in enumerate(wins):
-        next_start = wins[i + 1][0] if i + 1 < len(wins) else end
+    for w in strategy.plan(T):
         keep = None
         if strategy.kind == "randomized":
-            keep = draw_keep_factors(end - start, B, strategy.keep_prob, gen)
-        out = window_loss(model, inputs[:, start:end], targets[:, start:end], state,
-                          loss_len=loss_len, carry_at=next_start - start, keep_factors=keep)
+            keep = draw_keep_factors(w.end - w.start, B, strategy.keep_prob, gen)
+        out = window_loss(model, inputs[:, w.start:w.end], targets[:, w.start:w.end], state,
+                          loss_len=w.loss_len, carry_at=w.carry_at, keep_factors=keep)
         if optimizer is not None:
             optimizer.zero_grad(set_to_none=True)
             (out.loss_sum / out.count).backward()
@@ -260,8 +255,6 @@ def measure_step(cell: str, strategy: Strategy, seq_len: int, *, repeats: int,
 def forward_retained_bytes(model, x: Tensor, y: Tensor, device: str) -> int:
     """Memory the full-BPTT forward (and loss) of the whole sequence leaves allocated for
     the backward: the measured counterpart of ``analytic_activation_bytes``."""
-    from rnncore.trainer import window_loss
-
     model.zero_grad(set_to_none=True)
     return memory_profile(lambda: window_loss(model, x, y, None), device)["retained_bytes"]
 

@@ -125,20 +125,17 @@ class StepCase:
 
     def _loss_sum(self, out: Tensor) -> tuple[Tensor, int]:
         """Sum of -log softmax(head(dropout(out)))[y] over the time-major output ``out``
-        (T, B, H) and the count of real targets, as ``rnncore.trainer.window_loss`` forms
+        (T, B, H) and the count of real targets, as ``rnncore.truncation.window_loss`` forms
         them."""
         from rnncore.data import IGNORE_INDEX
-        from rnncore.trainer import head_loss_sum
 
-        return (head_loss_sum(self.model, out, self.targets.t()),
+        return (self.model.head_loss_sum(out, self.targets.t()),
                 int((self.targets != IGNORE_INDEX).sum()))
 
     def _layer_output(self) -> Tensor:
         """Embedding + recurrent layer from the carried state, as ``window_loss`` runs
         them: the output (T, B, H) time-major."""
-        from rnncore.trainer import embed_time_major
-
-        out, _ = self.model.rnn(embed_time_major(self.model, self.inputs), self.state)
+        out, _ = self.model.rnn(self.model.embed_time_major(self.inputs), self.state)
         return out.transpose(0, 1)
 
     def reference_output(self) -> tuple[Tensor, Tensor]:
@@ -155,7 +152,7 @@ class StepCase:
     def step(self) -> float:
         """The whole truncated training step (see the module docstring); returns the loss
         sum (nats), which the trainer reads back for its record."""
-        from rnncore.trainer import window_loss
+        from rnncore.truncation import window_loss
 
         self.optimizer.zero_grad(set_to_none=True)
         out = window_loss(self.model, self.inputs, self.targets, self.state)

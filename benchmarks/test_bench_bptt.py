@@ -13,9 +13,8 @@ import math
 import pytest
 
 from benchmarks import measure_bptt as mb
+from benchmarks.config import CELLS
 from benchmarks.report import fidelity_strategies, memory_truncation
-
-CELLS = ("lstm", "gru", "rnn")
 
 
 def _strategies(cfg):

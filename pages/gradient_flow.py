@@ -8,8 +8,7 @@ import streamlit as st
 from pages._common import job_manager, session_id
 from rnncore import gradflow as G
 from rnncore import plots
-
-CELLS = ("rnn", "lstm", "gru")
+from rnncore.kinds import CELLS
 
 st.title("Gradient flow through time")
 st.markdown(

@@ -13,11 +13,13 @@ Shapes: ``x_proj`` (B, G*H), ``h``/``c`` (B, H), ``w_hh`` (G*H, H), ``b_hh`` (G*
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+from rnncore.kinds import GATES, cell_kind  # noqa: F401  (GATES: re-exported)
 
 
 def _recurrent(h: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> Tensor:
@@ -26,10 +28,11 @@ def _recurrent(h: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> Tensor:
 
 def rnn_cell(x_proj: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None,
              nonlinearity: str = "tanh") -> tuple[Tensor, dict[str, Tensor]]:
-    """h' = f(x_proj + W_hh h + b_hh), f = tanh or relu."""
+    """h' = f(a), a = x_proj + W_hh h + b_hh, f = tanh or relu; the gate dict holds the
+    pre-activation ``a`` so f'(a) can be read off."""
     a = x_proj + _recurrent(h, w_hh, b_hh)
     h_new = torch.tanh(a) if nonlinearity == "tanh" else torch.relu(a)
-    return h_new, {}
+    return h_new, {"a": a}
 
 
 def lstm_cell(x_proj: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, b_hh: Tensor | None
@@ -70,3 +73,29 @@ def gru_cell(x_proj: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None
     n = torch.tanh(xn + r * hn)
     h_new = n + z * (h - n)
     return h_new, {"r": r, "z": z, "n": n}
+
+
+# one signature for every cell: step(x_proj, state, w_hh, b_hh) -> (state, gates), with
+# state a tuple, (h,) or (h, c), so callers loop over steps without asking which cell
+def _rnn_step(xp, state, w_hh, b_hh, nonlinearity="tanh"):
+    h, gates = rnn_cell(xp, state[0], w_hh, b_hh, nonlinearity)
+    return (h,), gates
+
+
+def _lstm_step(xp, state, w_hh, b_hh, nonlinearity=None):
+    return lstm_cell(xp, state[0], state[1], w_hh, b_hh)
+
+
+def _gru_step(xp, state, w_hh, b_hh, nonlinearity=None):
+    h, gates = gru_cell(xp, state[0], w_hh, b_hh)
+    return (h,), gates
+
+
+_STEPS = {"rnn": _rnn_step, "lstm": _lstm_step, "gru": _gru_step}
+
+
+def cell_step(cell: str, nonlinearity: str = "tanh") -> Callable:
+    """``step(x_proj, state, w_hh, b_hh) -> (state, gates)`` of cell kind ``cell``;
+    ``state`` is ``(h,)`` for RNN/GRU and ``(h, c)`` for LSTM."""
+    fn = _STEPS[cell_kind(cell).name]
+    return lambda xp, state, w_hh, b_hh: fn(xp, state, w_hh, b_hh, nonlinearity)

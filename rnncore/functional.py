@@ -139,18 +139,6 @@ def _gather_prev(buf: Tensor, init: Tensor, idx: Tensor) -> Tensor:
     return torch.where(from_init, init[(idx - n).clamp(min=0)], buf[idx.clamp(max=n - 1)])
 
 
-def _weight_grad(dA: Tensor, out: Tensor, h0: Tensor, sched: Schedule) -> Tensor:
-    """dW_hh = sum_t dA_t^T h_{t-1}: one GEMM over all rows. For a padded batch h_{t-1} is
-    ``out`` shifted by one step (views, no copy); packed input gathers the rows."""
-    if sched.uniform:
-        B = sched.B
-        if sched.reverse:
-            return dA[:-B].t().mm(out[B:]).addmm_(dA[-B:].t(), h0)
-        return dA[B:].t().mm(out[:-B]).addmm_(dA[:B].t(), h0)
-    prev_idx, _ = sched.indices(out.device)
-    return dA.t().mm(_gather_prev(out, h0, prev_idx))
-
-
 # --------------------------------------------------------------------------------------
 # recording dL/dh_t for the gradient-flow probes
 # --------------------------------------------------------------------------------------
@@ -198,7 +186,7 @@ def _to_padded(flat: Tensor, sched: Schedule) -> Tensor:
 # forward loops. Each completes the input projection ``xp`` (N, G*H) = x W_ih^T + b in
 # place, so the pre-activations need no second buffer (for LSTM it becomes the saved gates).
 # --------------------------------------------------------------------------------------
-def _rnn_forward(xp, h0, w_hh, sched, relu, save):
+def _rnn_forward(xp, h0, w_hh, sched, relu):
     out = xp                                  # (N, H): a_t, then h_t = f(a_t) in place
     wt = w_hh.t()
     for s in sched.steps:
@@ -208,7 +196,7 @@ def _rnn_forward(xp, h0, w_hh, sched, relu, save):
     return (out,), (out,)
 
 
-def _lstm_forward(xp, h0, c0, w_hh, sched, save):
+def _lstm_forward(xp, h0, c0, w_hh, sched):
     N, H = xp.shape[0], h0.shape[1]
     B = sched.B
     gates = xp                                # (N, 4H): a_t, then [i, f, g, o] in place
@@ -508,10 +496,10 @@ def _weight_grad_into(dw: Tensor, dA: Tensor, out: Tensor, h0: Tensor, sched: Sc
 def _forward(mode, x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, save):
     """-> (outputs, saved): out (N, H) (and, for LSTM, c (N, H)), and what backward needs."""
     if mode == "lstm":
-        return _lstm_forward(_project(x, w_ih, b_ih, b_hh), h0, c0, w_hh, sched, save)
+        return _lstm_forward(_project(x, w_ih, b_ih, b_hh), h0, c0, w_hh, sched)
     if mode == "gru":
         return _gru_forward(x, w_ih, b_ih, h0, w_hh, b_hh, sched, save)
-    return _rnn_forward(_project(x, w_ih, b_ih, b_hh), h0, w_hh, sched, relu, save)
+    return _rnn_forward(_project(x, w_ih, b_ih, b_hh), h0, w_hh, sched, relu)
 
 
 def final_states(outputs, sched):

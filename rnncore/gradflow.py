@@ -35,14 +35,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnncore import cells
+from rnncore.cells import cell_step  # noqa: F401 (re-exported)
 from rnncore.configs import DictConfig
+from rnncore.kinds import CELLS, GATE_NAMES, cell_kind, cell_of, layer_weights  # noqa: F401
+from rnncore.truncation import draw_keep_factors, regular_boundary_scale
 
-CELLS = ("rnn", "lstm", "gru")
 INITS = ("default", "orthogonal")
 SOURCES = ("poem", "random")
 LOSSES = ("last", "sum")
 JACOBIAN_METHODS = ("auto", "exact", "power")
-GATE_NAMES = {"rnn": ("a",), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
 VANISH_RATIO = 1e-3          # "vanished": below 1e-3 of the lag-1 norm
 EXACT_MAX_HIDDEN = 1024      # method="auto" builds full Jacobians up to this hidden size
 SLOPE_FLAT = 0.01            # |slope| of ln-norm per step below this counts as "flat"
@@ -214,7 +215,7 @@ def prepare(cfg: GradFlowConfig, model: torch.nn.Module | None = None, vocab=Non
         model = _fresh_model(cfg, len(vocab) if vocab is not None else cfg.vocab_size)
     if getattr(model.rnn, "bidirectional", False):
         raise GradFlowError("gradient-flow probes need a unidirectional model")
-    cell = _cell_of(model)
+    cell = cell_of(model)
     length = cfg.seq_len + 1
     vocab_size = model.embedding.num_embeddings
     if cfg.seq_source == "poem":
@@ -238,42 +239,9 @@ def prepare(cfg: GradFlowConfig, model: torch.nn.Module | None = None, vocab=Non
     return Probe(model64, cell, ids[:, :-1], ids[:, 1:], chars, cfg.seq_source, cfg)
 
 
-def _cell_of(model) -> str:
-    cfg = getattr(model, "cfg", None)
-    if cfg is not None and getattr(cfg, "cell", None) in CELLS:
-        return cfg.cell
-    gates = model.rnn.weight_hh_l0.shape[0] // model.rnn.hidden_size
-    return {1: "rnn", 4: "lstm", 3: "gru"}[gates]
-
-
 # --------------------------------------------------------------------------------------
 # the unrolled model: autograd through rnncore.cells, one step at a time
 # --------------------------------------------------------------------------------------
-def layer_weights(rnn, layer: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-    """(w_ih (G*H, I), w_hh (G*H, H), b_ih, b_hh) of one layer, torch.nn names."""
-    return (getattr(rnn, f"weight_ih_l{layer}"), getattr(rnn, f"weight_hh_l{layer}"),
-            getattr(rnn, f"bias_ih_l{layer}", None), getattr(rnn, f"bias_hh_l{layer}", None))
-
-
-def cell_step(cell: str, nonlinearity: str = "tanh") -> Callable:
-    """``step(x_proj, state, w_hh, b_hh) -> (state, gates)`` with ``state`` a tuple:
-    ``(h,)`` for RNN/GRU, ``(h, c)`` for LSTM. For RNN the gate dict holds ``a`` (the
-    pre-activation) so f'(a) can be read off."""
-    if cell == "lstm":
-        def step(xp, state, w_hh, b_hh):
-            (h, c), gates = cells.lstm_cell(xp, state[0], state[1], w_hh, b_hh)
-            return (h, c), gates
-    elif cell == "gru":
-        def step(xp, state, w_hh, b_hh):
-            h, gates = cells.gru_cell(xp, state[0], w_hh, b_hh)
-            return (h,), gates
-    else:
-        def step(xp, state, w_hh, b_hh):
-            h, _ = cells.rnn_cell(xp, state[0], w_hh, b_hh, nonlinearity)
-            return (h,), {"a": xp + F.linear(state[0], w_hh, b_hh)}
-    return step
-
-
 @dataclass
 class LayerTrace:
     """One layer's unrolled forward. ``states[t]`` is the state tuple after step t
@@ -328,7 +296,7 @@ def unroll(model, inputs: Tensor, *, boundary_scale=None, perturb_layers: Iterab
     ``with_head=False`` returns the top layer's outputs (B, T, H) instead of the logits.
     """
     rnn = model.rnn
-    cell = _cell_of(model)
+    cell = cell_of(model)
     step = cell_step(cell, getattr(rnn, "nonlinearity", "tanh"))
     x = model.embedding(inputs).transpose(0, 1)  # (T, B, E) time-major
     T, B = x.shape[:2]
@@ -339,7 +307,7 @@ def unroll(model, inputs: Tensor, *, boundary_scale=None, perturb_layers: Iterab
         w_ih, w_hh, b_ih, b_hh = layer_weights(rnn, layer)
         x_proj = F.linear(x, w_ih, b_ih)
         zeros = x.new_zeros(B, H)
-        state = (zeros, zeros.clone()) if cell == "lstm" else (zeros,)
+        state = (zeros, zeros.clone()) if cell_kind(cell).has_cell_state else (zeros,)
         trace = LayerTrace(x_proj, state, [], {})
         if layer in perturb_layers:
             gh = w_hh.shape[0]
@@ -429,10 +397,6 @@ def hidden_grad_norms(probe: Probe, losses: Iterable[str] = LOSSES) -> pd.DataFr
 # --------------------------------------------------------------------------------------
 # 2. Jacobian products dh_{T-1}/dh_{T-1-L}
 # --------------------------------------------------------------------------------------
-def _state_parts(cell: str) -> int:
-    return 2 if cell == "lstm" else 1
-
-
 @dataclass
 class StepLinearization:
     """J_t = ds_t/ds_{t-1} of one layer for all t, in the factored form every cell has:
@@ -496,7 +460,7 @@ def _step_fn(cell: str, nonlinearity: str, w_hh: Tensor, b_hh: Tensor | None):
     H = w_hh.shape[1]
 
     def f(s: Tensor, xp: Tensor) -> Tensor:
-        state = (s[..., :H], s[..., H:]) if cell == "lstm" else (s,)
+        state = (s[..., :H], s[..., H:]) if cell_kind(cell).has_cell_state else (s,)
         return torch.cat(step(xp, state, w_hh, b_hh)[0], dim=-1)
 
     return f
@@ -510,7 +474,7 @@ def linearize(probe: Probe, layer: int = -1, model=None) -> StepLinearization:
     with torch.no_grad():
         _, traces = unroll(model, probe.inputs)
     tr = traces[layer]
-    T, H, P = probe.seq_len, probe.hidden_size, _state_parts(probe.cell)
+    T, H, P = probe.seq_len, probe.hidden_size, cell_kind(probe.cell).state_parts
     prev = torch.stack([torch.cat(tr.prev_state(t), -1)[0] for t in range(T)])
     xp = tr.x_proj[:, 0].detach()
     _, w_hh, _, b_hh = layer_weights(model.rnn, layer)
@@ -643,7 +607,7 @@ def _gate_blocks(cell: str, w_hh: Tensor, H: int) -> dict[str, Tensor]:
 def spectral_radii(model) -> pd.DataFrame:
     """Columns: layer, gate, spectral_radius (max |eigenvalue|), spectral_norm (max
     singular value) of each W_hh gate block (the whole W_hh for a vanilla RNN)."""
-    cell, rnn = _cell_of(model), model.rnn
+    cell, rnn = cell_of(model), model.rnn
     rows = []
     for layer in range(rnn.num_layers):
         w_hh = layer_weights(rnn, layer)[1].detach().double()
@@ -657,7 +621,7 @@ def spectral_radii(model) -> pd.DataFrame:
 def rescale_recurrent_(model, rho: float) -> None:
     """In place: scale every W_hh gate block so its spectral radius is ``rho``."""
     rho = _check_rho(rho)
-    cell, rnn = _cell_of(model), model.rnn
+    cell, rnn = cell_of(model), model.rnn
     for layer in range(rnn.num_layers):
         w_hh = layer_weights(rnn, layer)[1]
         for block in _gate_blocks(cell, w_hh, rnn.hidden_size).values():
@@ -851,21 +815,15 @@ def tied_weight_grads(probe: Probe, layer: int = -1, loss: str = "sum",
 # --------------------------------------------------------------------------------------
 # 6. truncation bias: regular (detach every k steps) and randomized (d2l 9.7)
 # --------------------------------------------------------------------------------------
-def regular_truncation_scale(seq_len: int, truncation_len: int) -> list[float]:
-    """Regular truncation: the state entering step t is detached when t is a multiple of
-    ``truncation_len`` (chunks of k steps; the loss still covers all T steps)."""
-    return [0.0 if t > 0 and t % truncation_len == 0 else 1.0 for t in range(seq_len)]
+# regular truncation as a 0/1 factor on each step's incoming state gradient, and the
+# randomized factors xi (T, draws): the same rules the trainer uses (rnncore.truncation)
+regular_truncation_scale = regular_boundary_scale
 
 
 def randomized_truncation_scale(seq_len: int, prob: float, draws: int,
                                 gen: torch.Generator) -> Tensor:
-    """Randomized truncation (d2l 9.7, after Tallec & Ollivier 2017), (T, draws): at each
-    step the gradient passes back into the previous state with probability p, multiplied
-    by 1/p, and is cut otherwise. The factors xi_t have E[xi_t] = 1 and are independent,
-    so every path's product has expectation 1: the gradient is unbiased, at the price of
-    a variance that grows like p^-(path length)."""
-    keep = torch.rand(seq_len, draws, generator=gen, dtype=torch.float64) < prob
-    return keep.double() / prob
+    """(T, draws) randomized-truncation factors, one column per draw."""
+    return draw_keep_factors(seq_len, draws, prob, gen)
 
 
 def rnn_param_grad(probe: Probe, boundary_scale: Sequence[float] | None = None,

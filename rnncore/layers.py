@@ -26,14 +26,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from rnncore import cells
 from rnncore.functional import final_states, recurrence, schedule, step_prev
-
-ENGINES = ("bptt", "autograd", "native")
-
-
-def _check_engine(engine: str) -> str:
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    return engine
+from rnncore.kinds import ENGINES, cell_kind, check_engine, layer_weights, weight_names  # noqa: F401
 
 
 class RNNBase(nn.Module):
@@ -63,22 +56,26 @@ class RNNBase(nn.Module):
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
         self.bidirectional, self.nonlinearity = bidirectional, nonlinearity
         self.proj_size = 0
-        self.engine = _check_engine(engine)
-        gates = cells.GATES[self.mode] * hidden_size
+        self.engine = check_engine(engine)
+        gates = self.kind.gates * hidden_size
         kw = {"device": device, "dtype": dtype}
         self._flat_weights_names: list[str] = []
         for layer in range(num_layers):
             layer_input = input_size if layer == 0 else hidden_size * self.num_directions
-            for suffix in ("", "_reverse")[:self.num_directions]:
-                shapes = {f"weight_ih_l{layer}{suffix}": (gates, layer_input),
-                          f"weight_hh_l{layer}{suffix}": (gates, hidden_size)}
+            for direction in range(self.num_directions):
+                w_ih, w_hh, b_ih, b_hh = weight_names(layer, direction)
+                shapes = {w_ih: (gates, layer_input), w_hh: (gates, hidden_size)}
                 if bias:
-                    shapes[f"bias_ih_l{layer}{suffix}"] = (gates,)
-                    shapes[f"bias_hh_l{layer}{suffix}"] = (gates,)
+                    shapes[b_ih] = shapes[b_hh] = (gates,)
                 for name, shape in shapes.items():
                     setattr(self, name, nn.Parameter(torch.empty(shape, **kw)))
                     self._flat_weights_names.append(name)
         self.reset_parameters()
+
+    @property
+    def kind(self):
+        """This layer's ``kinds.CellKind`` (gate count, gate names, state parts)."""
+        return cell_kind(self.mode)
 
     @property
     def num_directions(self) -> int:
@@ -107,13 +104,8 @@ class RNNBase(nn.Module):
 
     def __setattr__(self, name, value):
         if name == "engine":
-            _check_engine(value)
+            check_engine(value)
         super().__setattr__(name, value)
-
-    def _weights(self, layer: int, direction: int):
-        suffix = "_reverse" if direction else ""
-        get = lambda k: getattr(self, f"{k}_l{layer}{suffix}", None)  # noqa: E731
-        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
 
     # ---------------------------------------------------------------- input handling
     def forward(self, input, hx=None):
@@ -163,14 +155,13 @@ class RNNBase(nn.Module):
                 state = tuple(h.squeeze(1) for h in state)
             elif self.batch_first:
                 output = out.transpose(0, 1)
-        return output, (state if self.mode == "lstm" else state[0])
+        return output, (state if self.kind.has_cell_state else state[0])
 
     def _check_hx(self, hx, B, batched, like) -> tuple[Tensor, ...]:
-        n_states = 2 if self.mode == "lstm" else 1
         shape = (self.num_layers * self.num_directions, B, self.hidden_size)
         if hx is None:
-            return tuple(like.new_zeros(shape) for _ in range(n_states))
-        if self.mode == "lstm":
+            return tuple(like.new_zeros(shape) for _ in range(self.kind.state_parts))
+        if self.kind.has_cell_state:
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
                 raise ValueError("hx must be a tuple (h_0, c_0) for LSTM")
             hx = tuple(hx)
@@ -193,7 +184,7 @@ class RNNBase(nn.Module):
                 self.bidirectional)
         fn = {"lstm": _VF.lstm, "gru": _VF.gru,
               "rnn": _VF.rnn_tanh if self.nonlinearity == "tanh" else _VF.rnn_relu}[self.mode]
-        h = hx if self.mode == "lstm" else hx[0]
+        h = hx if self.kind.has_cell_state else hx[0]
         with warnings.catch_warnings():
             # cuDNN asks for one contiguous weight buffer; separate Parameters still work.
             warnings.filterwarnings("ignore", message=".*contiguous chunk of memory.*")
@@ -206,26 +197,27 @@ class RNNBase(nn.Module):
     def _layers(self, flat: Tensor, sizes: tuple[int, ...], hx: tuple[Tensor, ...]):
         """Stacked layers over a flat time-major batch (N, I) -> (N, D*H)."""
         h_n, c_n = [], []
+        lstm = self.kind.has_cell_state
         x = flat
         for layer in range(self.num_layers):
             outs = []
             for d in range(self.num_directions):
                 k = layer * self.num_directions + d
                 h0 = hx[0][k]
-                c0 = hx[1][k] if self.mode == "lstm" else None
+                c0 = hx[1][k] if lstm else None
                 res = self._run(x, sizes, h0, c0, layer, d)
                 outs.append(res[0])
                 h_n.append(res[1])
-                if self.mode == "lstm":
+                if lstm:
                     c_n.append(res[2])
             x = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 x = F.dropout(x, self.dropout, training=True)
-        state = (torch.stack(h_n),) + ((torch.stack(c_n),) if self.mode == "lstm" else ())
+        state = (torch.stack(h_n),) + ((torch.stack(c_n),) if lstm else ())
         return x, state
 
     def _run(self, x, sizes, h0, c0, layer, direction):
-        w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
+        w_ih, w_hh, b_ih, b_hh = layer_weights(self, layer, direction)
         sched = schedule(sizes, bool(direction))
         relu = self.nonlinearity == "relu"
         if self.engine == "bptt":
@@ -237,22 +229,14 @@ class RNNBase(nn.Module):
 
 def _autograd_scan(mode, x_proj, h0, c0, w_hh, b_hh, sched, nonlinearity):
     """The reference engine: a Python loop over cells.py steps, differentiated by autograd."""
-    hs: dict[int, Tensor] = {}
-    cs: dict[int, Tensor] = {}
-
+    step = cells.cell_step(mode, nonlinearity)
+    init = (h0,) if c0 is None else (h0, c0)
+    states: dict[int, tuple[Tensor, ...]] = {}
     for s in sched.steps:
-        xp = x_proj[s.off:s.off + s.bs]
-        h = step_prev(hs.get(s.off_prev), h0, s)
-        if mode == "lstm":
-            c = step_prev(cs.get(s.off_prev), c0, s)
-            (hs[s.off], cs[s.off]), _ = cells.lstm_cell(xp, h, c, w_hh, b_hh)
-        elif mode == "gru":
-            hs[s.off], _ = cells.gru_cell(xp, h, w_hh, b_hh)
-        else:
-            hs[s.off], _ = cells.rnn_cell(xp, h, w_hh, b_hh, nonlinearity)
-    outputs = [torch.cat([hs[off] for off in sched.offsets])]
-    if mode == "lstm":
-        outputs.append(torch.cat([cs[off] for off in sched.offsets]))
+        prev = states.get(s.off_prev, (None,) * len(init))
+        state = tuple(step_prev(p, i, s) for p, i in zip(prev, init))
+        states[s.off], _ = step(x_proj[s.off:s.off + s.bs], state, w_hh, b_hh)
+    outputs = [torch.cat([states[off][k] for off in sched.offsets]) for k in range(len(init))]
     return final_states(outputs, sched)
 
 
@@ -261,9 +245,6 @@ class RNN(RNNBase):
     (or ReLU). Arguments as :class:`torch.nn.RNN`, plus ``engine``."""
 
     mode = "rnn"
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
 
 
 class LSTM(RNNBase):
@@ -315,7 +296,7 @@ class _CellBase(nn.Module):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         self.nonlinearity = nonlinearity
-        gates = cells.GATES[self.mode] * hidden_size
+        gates = cell_kind(self.mode).gates * hidden_size
         kw = {"device": device, "dtype": dtype}
         self.weight_ih = nn.Parameter(torch.empty(gates, input_size, **kw))
         self.weight_hh = nn.Parameter(torch.empty(gates, hidden_size, **kw))

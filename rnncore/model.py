@@ -16,18 +16,23 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from rnncore.data import Vocab
 from rnncore.configs import DictConfig
-
-CELLS = ("rnn", "lstm", "gru")
-ENGINES = ("bptt", "autograd", "native")
+from rnncore.data import IGNORE_INDEX, Vocab
+from rnncore.kinds import CELLS, ENGINES, cell_kind, check_engine  # noqa: F401 (re-exported)
+from rnncore.losses import cross_entropy_sum
 
 State = Tensor | tuple[Tensor, Tensor]
+
+
+class ModelConfigError(ValueError):
+    """An invalid model setting (one-line message)."""
 
 
 @dataclass
 class ModelConfig(DictConfig):
     """Architecture of a ``CharRNN``; ``engine`` only picks how BPTT is computed."""
+
+    config_error = ModelConfigError
 
     cell: str = "lstm"
     vocab_size: int = 0
@@ -38,21 +43,20 @@ class ModelConfig(DictConfig):
     engine: str = "bptt"
 
     def __post_init__(self) -> None:
-        if self.cell not in CELLS:
-            raise ValueError(f"unknown cell {self.cell!r} (choose from {', '.join(CELLS)})")
-        if self.engine not in ENGINES:
-            raise ValueError(
-                f"unknown engine {self.engine!r} (choose from {', '.join(ENGINES)})"
-            )
+        try:
+            cell_kind(self.cell)
+            check_engine(self.engine)
+        except ValueError as err:
+            raise ModelConfigError(str(err)) from None
         for name in ("vocab_size", "embedding_dim", "hidden_size", "num_layers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise ModelConfigError(f"{name} must be a positive integer, got {value!r}")
         if self.vocab_size <= Vocab.eos_id:
-            raise ValueError(f"vocab_size must exceed the 4 special tokens, got {self.vocab_size}")
+            raise ModelConfigError(
+                f"vocab_size must exceed the 4 special tokens, got {self.vocab_size}")
         if not 0.0 <= float(self.dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-
+            raise ModelConfigError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 def _layer_class(cell: str):
@@ -99,9 +103,7 @@ class CharRNN(nn.Module):
 
     @engine.setter
     def engine(self, value: str) -> None:
-        if value not in ENGINES:
-            raise ValueError(f"unknown engine {value!r} (choose from {', '.join(ENGINES)})")
-        self.rnn.engine = value
+        self.rnn.engine = check_engine(value)
         self.cfg = dataclasses.replace(self.cfg, engine=value)
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
@@ -110,7 +112,7 @@ class CharRNN(nn.Module):
         device = weight.device if device is None else device
         shape = (self.cfg.num_layers, batch_size, self.cfg.hidden_size)
         h = torch.zeros(shape, device=device, dtype=weight.dtype)
-        if self.cfg.cell == "lstm":
+        if cell_kind(self.cfg.cell).has_cell_state:
             return h, torch.zeros_like(h)
         return h
 
@@ -121,6 +123,22 @@ class CharRNN(nn.Module):
         x = self.embedding(tokens)
         out, state = self.rnn(x, state)
         return self.head(self.dropout(out)), state
+
+    def embed_time_major(self, tokens: Tensor) -> Tensor:
+        """tokens (B, W) -> embeddings (B, W, E) as a view of time-major (W, B, E) storage:
+        the recurrent layers run time-major, so they read it without a transposing copy."""
+        return self.embedding(tokens.t()).transpose(0, 1)
+
+    def head_loss_sum(self, out: Tensor, targets: Tensor) -> Tensor:
+        """out (W, B, H) time-major recurrent outputs, targets (W, B) -> the loss summed
+        over the real targets, sum -log softmax(head(dropout(out)))[y]
+        (``losses.cross_entropy_sum``; targets equal to ``IGNORE_INDEX`` are skipped).
+
+        Time-major because that is how the layers store their output: (B, W, H) would be a
+        transposed view that the head's GEMM first copies (and keeps for its backward)."""
+        logits = self.head(self.dropout(out))   # (W, B, V)
+        return cross_entropy_sum(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                 ignore_index=IGNORE_INDEX)
 
     @torch.no_grad()
     def step(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:

@@ -90,37 +90,6 @@ def throughput_figure(steps) -> go.Figure:
 
 
 
-# --- generation -------------------------------------------------------------------------
-
-
-def poem_probability_figure(lines, probs, title: str = "How sure the model was") -> go.Figure:
-    """One generated poem as a grid (a row per line, marks included), each cell coloured
-    by the model's probability of that character (``GeneratedPoem.lines`` / ``.probs``,
-    row-major); hovering shows the character and its probability."""
-    width = max((len(line) for line in lines), default=0)
-    z, text, hover = [], [], []
-    k = 0
-    for line in lines:
-        row_z, row_t, row_h = [], [], []
-        for char in line:
-            p = float(probs[k]) if k < len(probs) else None
-            k += 1
-            row_z.append(p)
-            row_t.append(char)
-            row_h.append(f"{char}  p = {p:.3f}" if p is not None else char)
-        pad = width - len(line)
-        z.append(row_z + [None] * pad)
-        text.append(row_t + [""] * pad)
-        hover.append(row_h + [""] * pad)
-    fig = go.Figure(go.Heatmap(
-        z=z, text=text, texttemplate="%{text}", textfont=dict(size=22), hovertext=hover,
-        hoverinfo="text", colorscale="YlGnBu", zmin=0.0, zmax=1.0, xgap=3, ygap=3,
-        colorbar=dict(title="p")))
-    fig.update_yaxes(autorange="reversed", showticklabels=False)
-    fig.update_xaxes(showticklabels=False)
-    return _layout(fig, title, "", "", height=70 * max(len(lines), 1) + 110)
-
-
 # --- gradient flow ----------------------------------------------------------------------
 # Inputs are what ``rnncore.gradflow`` returns (DataFrames / arrays); characters label the
 # time axis by position (numeric x + tick text, so repeated characters stay apart).
@@ -236,70 +205,6 @@ def activation_heatmap_figure(values, chars, name: str = "h", max_units: int = 6
     _char_axis(fig, chars)
     return _layout(fig, f"Activation {name} per unit along the poem",
                    "input character (time step t)", "unit")
-
-
-def hidden_grad_heatmap_figure(frame, loss: str = "last") -> go.Figure:
-    """Rows = layers, columns = time steps; colour = log10 ||dL/dh_t||, from
-    ``gradflow.hidden_grad_norms`` (columns loss, layer, t, char, grad_norm)."""
-    import numpy as np
-
-    df = frame[frame["loss"] == loss]
-    layers = sorted(df["layer"].unique())
-    chars = list(df[df["layer"] == layers[0]].sort_values("t")["char"]) if layers else []
-    z = np.array([np.log10(np.maximum(df[df["layer"] == l].sort_values("t")["grad_norm"]
-                                      .to_numpy(dtype=float), 1e-300)) for l in layers])
-    fig = go.Figure(go.Heatmap(z=z, x=list(range(len(chars))), y=[f"layer {l}" for l in layers],
-                               colorscale="Viridis", colorbar=dict(title="log10 norm"),
-                               text=[[f"layer {l} t={t} {chars[t]}: {10 ** v:.3g}"
-                                      for t, v in enumerate(row)] for l, row in zip(layers, z)],
-                               hoverinfo="text"))
-    _char_axis(fig, chars)
-    return _layout(fig, f"‖∂L/∂h_t‖ per layer (loss: {loss})", "input character (time step t)",
-                   "layer")
-
-
-def rho_sweep_figure(sweep) -> go.Figure:
-    """``gradflow.rho_sweep`` rows: measured ||dh_T/dh_(T-L)|| vs lag for each rho (solid,
-    log axis) with the linear-recurrence rate rho^L (dotted, same colour)."""
-    import numpy as np
-
-    fig = go.Figure()
-    palette = ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725", "#f89540", "#cc4778"]
-    for i, row in enumerate(sweep.to_dict(orient="records")):
-        color = palette[i % len(palette)]
-        norms = np.asarray(row["norms"], dtype=float)
-        lags = np.arange(1, len(norms) + 1)
-        verdict = row["observed"] + ("" if row["agrees"] else " (≠ textbook)")
-        fig.add_scatter(x=lags, y=norms, mode="lines", name=f"ρ = {row['rho']:.2f}: {verdict}",
-                        line=dict(color=color, width=2.5), legendgroup=str(i))
-        fig.add_scatter(x=lags, y=norms[0] * row["rho"] ** (lags - 1.0), mode="lines",
-                        name=f"ρ^L, ρ = {row['rho']:.2f}", line=dict(color=color, dash="dot"),
-                        legendgroup=str(i), showlegend=False)
-    fig.update_yaxes(type="log", exponentformat="power")
-    return _layout(fig, "Rescaled W_hh: measured Jacobian norm (solid) vs ρ^L (dotted)",
-                   "lag L (steps back)", "‖∂h_T/∂h_(T−L)‖ (log)")
-
-
-def clipping_timeline_figure(frame) -> go.Figure:
-    """``gradflow.clipping_frame``: pre-clip global norm per step (log axis), clipped steps
-    marked, the threshold dashed; the clip rate in the title."""
-    import math
-
-    fig = go.Figure()
-    fig.add_scatter(x=list(frame["step"]), y=list(frame["grad_norm"]), mode="lines",
-                    name="‖∇θ L‖ before clipping", line=dict(color="#7f7f7f"))
-    hit = frame[frame["clipped"]]
-    fig.add_scatter(x=list(hit["step"]), y=list(hit["grad_norm"]), mode="markers",
-                    name=f"clipped ({len(hit)})", marker=dict(color="#d62728", symbol="x"))
-    thresholds = frame["clip_threshold"].dropna()
-    if len(thresholds):
-        fig.add_scatter(x=list(frame["step"]), y=list(frame["clip_threshold"]), mode="lines",
-                        name="threshold", line=dict(color="#d62728", dash="dash", width=1))
-    rate = float(frame["clipped"].mean()) if len(frame) else math.nan
-    fig.update_yaxes(type="log")
-    return _layout(fig, f"Gradient clipping: {rate:.1%} of steps clipped", "step",
-                   "global norm (log)",
-                   legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
 
 
 # --- benchmarks -------------------------------------------------------------------------

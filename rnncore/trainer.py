@@ -98,9 +98,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnncore import data as D
-from rnncore.losses import cross_entropy_sum
-from rnncore.model import CharRNN, ModelConfig, State, detach_state
 from rnncore.configs import DictConfig
+from rnncore.model import CharRNN, ModelConfig, State
+from rnncore.truncation import (WindowOutput, carry_point, draw_keep_factors,  # noqa: F401
+                                scale_state_grad, window_loss)
 
 STRATEGIES = ("full", "truncated", "randomized")
 OPTIMIZERS = ("adam", "sgd")
@@ -359,112 +360,7 @@ class TrainResult:
         }
 
 
-# --------------------------------------------------------------------------- BPTT pieces
-
-class _ScaleGrad(torch.autograd.Function):
-    """Identity forward; backward multiplies the incoming gradient by ``factor``
-    (broadcast, e.g. (1, B, 1) for a (L, B, H) state). The randomized-truncation xi."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, factor: Tensor) -> Tensor:
-        ctx.save_for_backward(factor)
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        (factor,) = ctx.saved_tensors
-        return grad * factor, None
-
-
-def scale_state_grad(state: State, factor: Tensor) -> State:
-    """Apply ``_ScaleGrad`` to every tensor of a state; ``factor`` (B,) per row."""
-    f = factor.view(1, -1, 1)
-    if isinstance(state, tuple):
-        return tuple(_ScaleGrad.apply(s, f.to(s.dtype)) for s in state)
-    return _ScaleGrad.apply(state, f.to(state.dtype))
-
-
-def draw_keep_factors(steps: int, batch: int, keep_prob: float,
-                      generator: torch.Generator) -> Tensor:
-    """xi (steps, B): 1/p with probability p, else 0 (E[xi] = 1), in float64 on the CPU."""
-    keep = torch.rand(steps, batch, generator=generator, dtype=torch.float64) < keep_prob
-    return keep.to(torch.float64) / keep_prob
-
-
-@dataclass
-class WindowOutput:
-    loss_sum: Tensor   # scalar, nats summed over the counted targets (has grad)
-    count: int         # counted (non-ignored) targets
-    carry: State       # detached state after the first ``carry_at`` tokens
-    final: State       # state after the whole window (with grad)
-
-
-def window_loss(model: CharRNN, inputs: Tensor, targets: Tensor, state: State | None, *,
-                loss_len: int | None = None, carry_at: int | None = None,
-                keep_factors: Tensor | None = None) -> WindowOutput:
-    """Forward one window and sum the loss over its last ``loss_len`` positions.
-
-    inputs/targets (B, W) long; ``state`` the start state (treated as a constant: it is
-    detached here); ``loss_len`` defaults to W; targets equal to ``data.IGNORE_INDEX`` are
-    skipped. ``carry_at`` (default W) picks the position whose state (detached) is returned
-    as ``carry``. ``keep_factors`` (W, B) turns on randomized truncation: the gradient
-    entering the state passed from step t-1 to step t is multiplied by
-    ``keep_factors[t]`` (``keep_factors[0]`` is unused: the start state is constant), and
-    the recurrent layer runs one step at a time. Without it the recurrent layer runs as (at
-    most) two sequence calls, split at ``carry_at``. The head only sees the loss region.
-    """
-    B, W = inputs.shape
-    loss_len = W if loss_len is None else int(loss_len)
-    carry_at = W if carry_at is None else int(carry_at)
-    if not 0 < loss_len <= W or not 0 <= carry_at <= W:
-        raise ValueError(f"bad window: W={W}, loss_len={loss_len}, carry_at={carry_at}")
-    if state is None:
-        state = model.init_state(B, device=inputs.device)
-    state = detach_state(state)
-    first_loss = W - loss_len
-    carry = state
-    if keep_factors is not None:
-        keep_factors = keep_factors.to(inputs.device)
-    # the same computation as CharRNN.forward, with the embedding and the head applied once
-    # to the whole window and the recurrent layer in pieces (or single steps)
-    emb = embed_time_major(model, inputs)
-    if keep_factors is not None:
-        bounds = [(t, t + 1) for t in range(W)]
-    else:
-        bounds = [(0, carry_at), (carry_at, W)] if 0 < carry_at < W else [(0, W)]
-    outputs, h = [], state
-    for lo, hi in bounds:
-        if keep_factors is not None and lo > 0:
-            h = scale_state_grad(h, keep_factors[lo])
-        out, h = model.rnn(emb[:, lo:hi], h)
-        if hi > first_loss:
-            outputs.append(out[:, max(0, first_loss - lo):].transpose(0, 1))
-        if hi == carry_at:
-            carry = detach_state(h)
-    out = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
-    tgt = targets[:, first_loss:]
-    loss_sum = head_loss_sum(model, out, tgt.t())
-    count = int((tgt != D.IGNORE_INDEX).sum())
-    return WindowOutput(loss_sum, count, carry, h)
-
-
-def embed_time_major(model: CharRNN, tokens: Tensor) -> Tensor:
-    """tokens (B, W) -> embeddings (B, W, E) as a view of time-major (W, B, E) storage:
-    the recurrent layers run time-major, so they read it without a transposing copy."""
-    return model.embedding(tokens.t()).transpose(0, 1)
-
-
-def head_loss_sum(model: CharRNN, out: Tensor, targets: Tensor) -> Tensor:
-    """out (W, B, H) time-major recurrent outputs, targets (W, B) -> the loss summed over
-    the real targets, sum -log softmax(head(dropout(out)))[y] (``losses.cross_entropy_sum``).
-
-    Time-major because that is how the layers store their output: (B, W, H) would be a
-    transposed view that the head's GEMM first copies (and keeps for its backward)."""
-    dropout = getattr(model, "dropout", None)
-    logits = model.head(dropout(out) if dropout is not None else out)   # (W, B, V)
-    return cross_entropy_sum(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                             ignore_index=D.IGNORE_INDEX)
-
+# --------------------------------------------------------------------------- one window
 
 class _WindowModule(nn.Module):
     """One update's forward as a module, so DistributedDataParallel sees exactly one
@@ -663,11 +559,11 @@ class Trainer:
         inputs = torch.cat([self._buf_x, x_new], dim=1)
         targets = torch.cat([self._buf_y, y_new], dim=1)
         width = inputs.size(1)
-        keep = min(cfg.truncation_len - cfg.update_interval, width)
         xi = None
         if cfg.strategy == "randomized":
             xi = draw_keep_factors(width, inputs.size(0), cfg.randomized_keep_prob, self._xi_gen)
-        return inputs, targets, self._carry, x_new.size(1), width - keep, xi
+        return (inputs, targets, self._carry, x_new.size(1),
+                carry_point(width, cfg.truncation_len, cfg.update_interval), xi)
 
     # ----------------------------------------------------------------- snapshots
 

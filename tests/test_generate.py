@@ -540,13 +540,3 @@ def test_fast_step_cache_follows_weight_updates(vocab):
         logits, _ = fresh(tokens, state)
         ref, _ = model.step(tokens, state)
     assert torch.allclose(logits, ref, atol=1e-5)
-
-
-def test_probability_figure(model, vocab):
-    from rnncore.plots import poem_probability_figure
-
-    poem = _gen(model, vocab, form="wujue", seed=1)[0]
-    fig = poem_probability_figure(poem.lines, poem.probs)
-    heat = fig.data[0]
-    assert [list(r) for r in heat.text] == [list(line) for line in poem.lines]
-    assert heat.z[2][3] == pytest.approx(poem.probs[2 * 6 + 3])

@@ -1,0 +1,81 @@
+"""The names rnncore is built from, written once: cell kinds, engines, torch.nn's weight names.
+
+A layer of kind ``cell`` with hidden size H keeps, per layer l and direction
+(``suffix`` "" forward, "_reverse" backward), torch.nn's parameters::
+
+    weight_ih_l{l}{suffix}  (G*H, I)     weight_hh_l{l}{suffix}  (G*H, H)
+    bias_ih_l{l}{suffix}    (G*H,)       bias_hh_l{l}{suffix}    (G*H,)
+
+with G gates stacked in torch's order (``CellKind.gate_names``). Code that needs one of
+these facts asks this module instead of comparing strings or guessing from shapes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ENGINES = ("bptt", "autograd", "native")
+
+
+@dataclass(frozen=True)
+class CellKind:
+    """What distinguishes the three cells: gate count G, gate names in torch's row order,
+    and whether the state carries a cell state c beside h (LSTM)."""
+
+    name: str
+    gate_names: tuple[str, ...]
+    has_cell_state: bool = False
+
+    @property
+    def gates(self) -> int:
+        return len(self.gate_names)
+
+    @property
+    def state_parts(self) -> int:
+        """Tensors in the recurrent state: (h, c) for LSTM, (h,) otherwise."""
+        return 2 if self.has_cell_state else 1
+
+
+CELL_KINDS = {
+    "rnn": CellKind("rnn", ("a",)),                       # a = pre-activation
+    "lstm": CellKind("lstm", ("i", "f", "g", "o"), has_cell_state=True),
+    "gru": CellKind("gru", ("r", "z", "n")),
+}
+CELLS = tuple(CELL_KINDS)
+GATES = {name: kind.gates for name, kind in CELL_KINDS.items()}
+GATE_NAMES = {name: kind.gate_names for name, kind in CELL_KINDS.items()}
+
+
+def cell_kind(name: str) -> CellKind:
+    """The ``CellKind`` called ``name``; an unknown name is a ``ValueError``."""
+    try:
+        return CELL_KINDS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown cell {name!r} (choose from {', '.join(CELLS)})") from None
+
+
+def check_engine(name: str) -> str:
+    if name not in ENGINES:
+        raise ValueError(f"unknown engine {name!r} (choose from {', '.join(ENGINES)})")
+    return name
+
+
+def weight_names(layer: int, direction: int = 0) -> tuple[str, str, str, str]:
+    """torch.nn's (weight_ih, weight_hh, bias_ih, bias_hh) names of one layer/direction."""
+    suffix = f"_l{layer}" + ("_reverse" if direction else "")
+    return (f"weight_ih{suffix}", f"weight_hh{suffix}", f"bias_ih{suffix}", f"bias_hh{suffix}")
+
+
+def layer_weights(rnn, layer: int, direction: int = 0) -> tuple:
+    """(w_ih, w_hh, b_ih, b_hh) of one layer/direction of a torch.nn or rnncore layer;
+    biases are None when the layer has none."""
+    return tuple(getattr(rnn, name, None) for name in weight_names(layer, direction))
+
+
+def cell_of(layer) -> str:
+    """The cell kind of a recurrent layer (torch.nn or rnncore), or of a model holding one
+    as ``.rnn``: ``mode`` as torch.nn names it ("LSTM", "GRU", "RNN_TANH", "RNN_RELU")."""
+    layer = getattr(layer, "rnn", layer)
+    mode = str(getattr(layer, "mode", "")).lower()
+    if mode.startswith("rnn"):
+        return "rnn"
+    return cell_kind(mode).name
