@@ -1,0 +1,250 @@
+"""Decoding engines: one recurrent step per position, with the head kept apart.
+
+The decoder drives an engine through four calls, for B rows and a vocab of V tokens::
+
+    start(ids, rows) -> (top, state)       feed the priming ids, copy the state to B rows
+    advance(tokens (B,), state) -> (top, state)
+    head(top) -> logits (B, V)
+    select(state, index (B,)) -> state     reorder rows (beam search)
+
+``_ModelEngine`` goes through the model's own ``step`` (any cell; ``top`` is already the
+logits). ``_LSTMStepper`` is the fused float32 / float16-packed LSTM step for a
+unidirectional LSTM ``CharRNN`` in eval mode; its ``top`` is the last layer's hidden state
+(B, H), so the head product (H x V) is skipped where the token is forced.
+"""
+from __future__ import annotations
+
+import weakref
+
+import torch
+
+from rnncore.cells import lstm_pointwise
+
+
+def _state_select(state, index: torch.Tensor):
+    if isinstance(state, tuple):
+        return tuple(s.index_select(1, index) for s in state)
+    return state.index_select(1, index)
+
+
+def _state_expand(state, batch: int):
+    if isinstance(state, tuple):
+        return tuple(s.expand(-1, batch, -1).contiguous() for s in state)
+    return state.expand(-1, batch, -1).contiguous()
+
+
+def _step(model, tokens: torch.Tensor, state):
+    step = getattr(model, "step", None)
+    if step is not None:
+        return step(tokens, state)
+    logits, state = model(tokens.reshape(-1, 1), state)
+    return logits[:, 0], state
+
+
+class _ModelEngine:
+    """Decoding steps through the model's own ``step`` (any cell). The decoder talks to an
+    engine: ``start(ids, rows) -> (top, state)`` feeds the priming ids, ``advance(tokens,
+    state) -> (top, state)`` one token per row, ``head(top) -> logits`` (B, V), ``select``
+    reorders rows. Here ``top`` already is the logits; the LSTM engine keeps it the last
+    layer's hidden state so the head can be skipped where the token is forced."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def start(self, ids: list[int], rows: int):
+        logits, state = self.model(torch.tensor([ids], dtype=torch.long), None)
+        return logits[:, -1].expand(rows, -1), _state_expand(state, rows)
+
+    def advance(self, tokens: torch.Tensor, state):
+        return _step(self.model, tokens, state)
+
+    @staticmethod
+    def head(top: torch.Tensor) -> torch.Tensor:
+        return top
+
+    @staticmethod
+    def select(state, index: torch.Tensor):
+        return _state_select(state, index)
+
+
+# fused weights per model: weak keys, so a model that is dropped frees its copies
+_FUSED_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _fp16_exact(w: torch.Tensor) -> bool:
+    """Whether every entry of ``w`` is a float16 value (true for a checkpoint stored in
+    float16, such as the bundled one, and loaded to float32)."""
+    w = w.detach()
+    return w.dtype == torch.float32 and torch.equal(w.half().float(), w)
+
+
+def _pack_fp16(pairs):
+    """fbgemm-packed float16 copies of ``(W (N, K), b (N,) or None)`` pairs, or None where
+    the ops are missing (builds without fbgemm, e.g. ARM).
+
+    ``_linear_fp16(x, packed) = x @ W^T + b`` reads W as float16 and multiplies and
+    accumulates in float32 (bias kept float32): for weights that are float16 values
+    (``_fp16_exact``) it is the float32 product up to summation order (~1e-6, tested),
+    with half the bytes per step -- and decoding one row is bound by reading the weights
+    (8 MB per token in float32 for the bundled model, as much as the L3 cache)."""
+    try:
+        prepack = torch.ops.quantized.linear_prepack_fp16
+        packed = [prepack(w.detach().contiguous(), None if b is None else b.detach())
+                  for w, b in pairs]
+        w, b = pairs[0]
+        x = torch.zeros(1, w.shape[1])
+        _linear_fp16(x, packed[0])  # the kernel must run here, not only pack
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return None
+    return packed
+
+
+def _linear_fp16(x: torch.Tensor, packed) -> torch.Tensor:
+    return torch.ops.quantized.linear_dynamic_fp16(x, packed)
+
+
+class _LSTMStepper:
+    """``model.step`` for a unidirectional LSTM ``CharRNN`` in eval mode, with each layer's
+    two matmuls fused into one and every weight stored transposed (K, N)::
+
+        gates_0 = X[token] + h_0 @ W_hh0^T,   X = E @ W_ih0^T + (b_ih0 + b_hh0)   (V, 4H)
+        gates_l = [x, h_l] @ [W_ih, W_hh]^T + (b_ih + b_hh)   (B, 4H), l >= 1, order i f g o
+        c' = sigmoid(f) * c + sigmoid(i) * tanh(g),   h' = sigmoid(o) * tanh(c')
+        logits = h'_top @ W_head^T + b_head                       (B, V)
+
+    The same function as the layer (tested against ``model.step``), minus its per-call
+    Python bookkeeping, which dominates one-token steps. The first layer's input projection
+    of every token, ``X``, is computed once per model (its input is the embedding row, so a
+    step reads one row of X instead of multiplying by W_ih0), when X stays below
+    ``MAX_INPUT_TABLE_BYTES``. The (K, N) copies make the matmuls ``addmm(b, x, W^T)`` on
+    contiguous memory, measurably faster on CPU than ``linear`` on the (N, K) weights (40%
+    for the one-row head product on the 2-core EPYC). ``__call__`` keeps the ``model.step``
+    interface, state ``(h, c)`` (L, B, H); the decoder uses the engine methods with the
+    state as per-layer lists and the head applied separately.
+
+    Weights that are all float16 values (a checkpoint stored in float16 and loaded to
+    float32, as the bundled one) are also packed as float16 for fbgemm (``_pack_fp16``):
+    the same numbers in half the bytes, multiplied and summed in float32, so the logits
+    match the float32 path to ~1e-6 (tested). They are used for several rows, or for one
+    row with more than one torch thread; one row on one thread keeps the float32 copies.
+    ``FP16_WEIGHTS = False`` switches the packing off. Other weights only use float32.
+    """
+
+    MAX_INPUT_TABLE_BYTES = 64 * 2**20
+    # "auto": fp16-packed weights where they hold the model's weights exactly (see
+    # ``_pack_fp16``); False: always the fp32 copies
+    FP16_WEIGHTS = "auto"
+
+    def __init__(self, model) -> None:
+        rnn = model.rnn
+        self.embedding = model.embedding.weight
+        self.num_layers = rnn.num_layers
+        self.hidden_size = rnn.hidden_size
+        head = model.head
+        params = [p for l in range(rnn.num_layers) for p in (
+            getattr(rnn, f"weight_ih_l{l}"), getattr(rnn, f"weight_hh_l{l}"),
+            getattr(rnn, f"bias_ih_l{l}", None), getattr(rnn, f"bias_hh_l{l}", None))]
+        params += [head.weight, head.bias, model.embedding.weight]
+        # fused weights are cached per model and rebuilt whenever a parameter changes
+        # (an optimizer step bumps ``_version``; loading replaces the tensor)
+        key = (tuple((id(p), p._version) for p in params if p is not None), self.FP16_WEIGHTS)
+        hit = _FUSED_CACHE.get(model)
+        if hit is None or hit[0] != key:
+            hit = (key,) + self._build(model)
+            _FUSED_CACHE[model] = hit
+        self.layers, self.input_table, self.head_wT, self.head_b, packed = hit[1:]
+        self.head_packed = packed[0] if packed else None
+        self.layers_packed = packed[1:] if packed else None
+        # fbgemm's fp16 kernel converts every weight it reads: for a single row on a single
+        # core that costs more than the halved bytes save (2-core EPYC, bundled model: one
+        # poem ~10% slower on 1 thread, ~15% faster on 2; 16 poems 15-30% faster on both)
+        self.fp16_one_row = torch.get_num_threads() > 1
+
+    def _build(self, model):
+        rnn, head = model.rnn, model.head
+        layers, weights = [], [head.weight]
+        for l in range(rnn.num_layers):
+            w_ih, w_hh = getattr(rnn, f"weight_ih_l{l}"), getattr(rnn, f"weight_hh_l{l}")
+            weights += [w_ih, w_hh]
+            w = torch.cat([w_ih, w_hh], 1).detach()
+            b = getattr(rnn, f"bias_ih_l{l}", None)
+            if b is not None:
+                b = (b + getattr(rnn, f"bias_hh_l{l}")).detach()
+            layers.append((w, b))
+        table = None
+        emb = model.embedding.weight.detach()
+        w0, b0 = layers[0]
+        if emb.shape[0] * w0.shape[0] * emb.element_size() <= self.MAX_INPUT_TABLE_BYTES:
+            E = emb.shape[1]
+            w_in = w0[:, :E].T
+            table = emb @ w_in if b0 is None else torch.addmm(b0, emb, w_in)
+            layers[0] = (w0[:, E:].contiguous(), None)  # only W_hh0 is left per step
+        head_b = None if head.bias is None else head.bias.detach()
+        packed = None
+        if self.FP16_WEIGHTS == "auto" and all(_fp16_exact(w) for w in weights):
+            packed = _pack_fp16([(head.weight.detach(), head_b)] + layers)
+        return ([(w.T.contiguous(), b) for w, b in layers], table,
+                head.weight.detach().T.contiguous(), head_b, packed)
+
+    @staticmethod
+    def supports(model) -> bool:
+        rnn = getattr(model, "rnn", None)
+        cfg = getattr(model, "cfg", None)
+        return (getattr(cfg, "cell", None) == "lstm" and rnn is not None
+                and not getattr(rnn, "bidirectional", True)
+                and getattr(rnn, "proj_size", 0) == 0 and not model.training
+                and hasattr(model, "embedding") and hasattr(model, "head"))
+
+    def advance(self, tokens: torch.Tensor, state):
+        """tokens (B,) -> top hidden state (B, H) and ``([h_l], [c_l])`` (lists of (B, H))."""
+        hs, cs = state
+        packed = self.layers_packed
+        if packed is not None and not self.fp16_one_row and tokens.shape[0] == 1:
+            packed = None
+        new_h, new_c = [], []
+        for l, ((w, b), h, c) in enumerate(zip(self.layers, hs, cs)):
+            if l == 0 and self.input_table is not None:
+                x_proj = self.input_table.index_select(0, tokens)
+                if packed is None:
+                    gates = torch.addmm(x_proj, h, w)
+                else:
+                    gates = x_proj.add_(_linear_fp16(h, packed[0]))
+            else:
+                if l == 0:
+                    x = torch.nn.functional.embedding(tokens, self.embedding)
+                xh = torch.cat([x, h], 1)
+                if packed is not None:
+                    gates = _linear_fp16(xh, packed[l])
+                else:
+                    gates = torch.mm(xh, w) if b is None else torch.addmm(b, xh, w)
+            (x, c), _ = lstm_pointwise(gates, c)
+            new_h.append(x)
+            new_c.append(c)
+        return x, (new_h, new_c)
+
+    def head(self, top: torch.Tensor) -> torch.Tensor:
+        if self.head_packed is not None and (self.fp16_one_row or top.shape[0] > 1):
+            return _linear_fp16(top, self.head_packed)
+        if self.head_b is None:
+            return torch.mm(top, self.head_wT)
+        return torch.addmm(self.head_b, top, self.head_wT)
+
+    def start(self, ids: list[int], rows: int):
+        """Feed the priming ids to one row from the zero state, then copy it to ``rows``."""
+        zero = torch.zeros(1, self.hidden_size, dtype=self.head_wT.dtype)
+        state = ([zero] * self.num_layers, [zero] * self.num_layers)
+        for i in ids:
+            top, state = self.advance(torch.tensor([i], dtype=torch.long), state)
+        hs, cs = state
+        rows_of = lambda x: x.expand(rows, -1).contiguous()  # noqa: E731
+        return rows_of(top), ([rows_of(h) for h in hs], [rows_of(c) for c in cs])
+
+    @staticmethod
+    def select(state, index: torch.Tensor):
+        hs, cs = state
+        return [h.index_select(0, index) for h in hs], [c.index_select(0, index) for c in cs]
+
+    def __call__(self, tokens: torch.Tensor, state):
+        h_all, c_all = state
+        top, (hs, cs) = self.advance(tokens, (list(h_all.unbind(0)), list(c_all.unbind(0))))
+        return self.head(top), (torch.stack(hs), torch.stack(cs))
