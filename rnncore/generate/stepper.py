@@ -19,6 +19,7 @@ import weakref
 import torch
 
 from rnncore.cells import lstm_pointwise
+from rnncore.kinds import layer_weights
 
 
 def _state_select(state, index: torch.Tensor):
@@ -141,9 +142,7 @@ class _LSTMStepper:
         self.num_layers = rnn.num_layers
         self.hidden_size = rnn.hidden_size
         head = model.head
-        params = [p for l in range(rnn.num_layers) for p in (
-            getattr(rnn, f"weight_ih_l{l}"), getattr(rnn, f"weight_hh_l{l}"),
-            getattr(rnn, f"bias_ih_l{l}", None), getattr(rnn, f"bias_hh_l{l}", None))]
+        params = [p for l in range(rnn.num_layers) for p in layer_weights(rnn, l)]
         params += [head.weight, head.bias, model.embedding.weight]
         # fused weights are cached per model and rebuilt whenever a parameter changes
         # (an optimizer step bumps ``_version``; loading replaces the tensor)
@@ -164,12 +163,10 @@ class _LSTMStepper:
         rnn, head = model.rnn, model.head
         layers, weights = [], [head.weight]
         for l in range(rnn.num_layers):
-            w_ih, w_hh = getattr(rnn, f"weight_ih_l{l}"), getattr(rnn, f"weight_hh_l{l}")
+            w_ih, w_hh, b_ih, b_hh = layer_weights(rnn, l)
             weights += [w_ih, w_hh]
             w = torch.cat([w_ih, w_hh], 1).detach()
-            b = getattr(rnn, f"bias_ih_l{l}", None)
-            if b is not None:
-                b = (b + getattr(rnn, f"bias_hh_l{l}")).detach()
+            b = None if b_ih is None else (b_ih + b_hh).detach()
             layers.append((w, b))
         table = None
         emb = model.embedding.weight.detach()
