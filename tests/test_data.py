@@ -179,7 +179,7 @@ def test_missing_path_and_too_large(tmp_path, monkeypatch):
         load_corpus(tmp_path / "nope.json")
     with pytest.raises(CorpusError, match="no .json or .txt"):
         load_corpus(tmp_path)
-    monkeypatch.setattr(D, "MAX_CORPUS_BYTES", 10)
+    monkeypatch.setattr(D.corpus, "MAX_CORPUS_BYTES", 10)
     with pytest.raises(CorpusError, match="larger than"):
         load_corpus_bytes(QUATRAIN.encode(), "p.txt")
     big = tmp_path / "big.txt"

@@ -1,5 +1,8 @@
 """Rhyme/tone tables, templates, form checks and novelty metrics (rnncore.poetry)."""
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -131,3 +134,21 @@ def test_novelty_metrics_and_cache():
     m = P.poem_metrics(GUANQUELOU, index=index)
     assert m["longest_copied_run"] <= 2 and m["seen_4gram_share"] == 0.0
     assert index.main_form().key in ("qijue", "wujue")
+
+
+def test_poetry_never_imports_torch():
+    """rnncore.poetry, the rhyme data and OpenCC load without torch. The subprocess stands a
+    bare ``rnncore`` package in for the real one, whose ``__init__`` loads the torch layers."""
+    code = (
+        "import sys, types\n"
+        "pkg = types.ModuleType('rnncore'); pkg.__path__ = [sys.argv[1]]\n"
+        "sys.modules['rnncore'] = pkg\n"
+        "import rnncore.poetry as P\n"
+        "assert P.poem_metrics(sys.argv[2], index=P.corpus_index([sys.argv[2]]))['form_valid']\n"
+        "assert P.to_simplified('詩') == '诗'\n"
+        "assert 'torch' not in sys.modules, 'rnncore.poetry imported torch'\n"
+    )
+    package_dir = str(Path(P.__file__).resolve().parents[1])
+    proc = subprocess.run([sys.executable, "-c", code, package_dir, JINGYESI],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,35 @@
+"""``DataConfig``: which corpus to train on and how to split it (a JSON-safe dataclass)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from rnncore.configs import DictConfig
+from rnncore.data.corpus import CorpusError
+
+
+@dataclass
+class DataConfig(DictConfig):
+    """What to train on. ``corpus`` is ``"tang"`` (bundled) or a file/directory path.
+
+    ``val_fraction`` of the poems (chosen by ``seed``) are held out; ``max_poems`` keeps only
+    the first N valid poems (before the split) for quick runs. Bad values raise
+    ``CorpusError``.
+    """
+
+    config_error = CorpusError
+
+    corpus: str = "tang"
+    simplified: bool = False
+    val_fraction: float = 0.05
+    seed: int = 0
+    max_poems: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.corpus, (str, os.PathLike)) or not str(self.corpus).strip():
+            raise CorpusError("corpus must be 'tang' or a path to a corpus file")
+        self.corpus = str(self.corpus)
+        if not 0.0 <= float(self.val_fraction) < 1.0:
+            raise CorpusError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.max_poems is not None and int(self.max_poems) < 1:
+            raise CorpusError(f"max_poems must be at least 1, got {self.max_poems}")
