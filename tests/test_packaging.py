@@ -62,21 +62,3 @@ def test_layers_model_and_checkpoints_work_without_the_extras(tmp_path):
         print("core ok")
     """)
     assert res.returncode == 0 and "core ok" in res.stdout, res.stderr[-2000:]
-
-
-def test_poetry_rules_need_no_torch():
-    """rnncore.poetry is the torch-free home of the text rules: none of its modules imports
-    torch or another rnncore module outside rnncore.poetry (checked on the source, since
-    importing any rnncore submodule runs rnncore/__init__, which loads the layers)."""
-    import ast
-
-    root = ROOT / "rnncore" / "poetry"
-    files = sorted(root.glob("*.py")) if root.is_dir() else [ROOT / "rnncore" / "poetry.py"]
-    for path in files:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            for name in names:
-                assert name.split(".")[0] != "torch", (path.name, name)
-                if name.startswith("rnncore"):
-                    assert name.startswith("rnncore.poetry"), (path.name, name)

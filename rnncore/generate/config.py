@@ -12,12 +12,11 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from rnncore.poetry import PoemForm, PoetryError, get_form, is_ideograph
+from rnncore.poetry import ASCII_MARKS, END_MARKS, PoemForm, PoetryError, get_form, is_ideograph
 
 STRATEGIES = ("sample", "greedy", "beam")
 CONSTRAINTS = ("hard", "soft")
 MAX_NUM = 256
-_MARKS = "，。？！；：、,.?!;:"
 
 
 class GenerationError(ValueError):
@@ -30,7 +29,7 @@ class DefaultModelMissing(GenerationError):
 
 def _clean(text: str) -> str:
     """Drop whitespace and end marks (users type "床前明月光，疑是")."""
-    return "".join(c for c in "".join(str(text).split()) if c not in _MARKS)
+    return "".join(c for c in "".join(str(text).split()) if c not in END_MARKS + ASCII_MARKS)
 
 
 @dataclass
