@@ -337,8 +337,8 @@ def test_cuda_matches_cpu(mode, engine):
 def test_backward_chunks_cross_sequence_ends(mode, chunk, monkeypatch):
     """The backward computes gate factors chunk by chunk; chunk borders that fall between
     sequence ends (packed, both directions) must not change any gradient."""
-    from rnncore import functional
-    monkeypatch.setattr(functional, "CHUNK", chunk)
+    from rnncore.functional import backward as fb
+    monkeypatch.setattr(fb, "CHUNK", chunk)
     _compare(mode, torch.float64, 2, True, False, True, True, rtol=1e-10, atol=1e-10)
 
 
@@ -349,9 +349,9 @@ def test_backward_blocks(mode, packed, chunk, monkeypatch):
     """Beyond GRAD_BLOCK_BYTES the weight and input gradients are formed block by block
     (here every block is one chunk of 1 or 3 steps): every gradient still matches torch.nn,
     padded and packed, in both directions, with and without hx."""
-    from rnncore import functional
-    monkeypatch.setattr(functional, "GRAD_BLOCK_BYTES", 1)
-    monkeypatch.setattr(functional, "CHUNK", chunk)
+    from rnncore.functional import backward as fb
+    monkeypatch.setattr(fb, "GRAD_BLOCK_BYTES", 1)
+    monkeypatch.setattr(fb, "CHUNK", chunk)
     for with_hx in (False, True):
         _compare(mode, torch.float64, 2, True, False, with_hx, packed, rtol=1e-10, atol=1e-10)
 
@@ -359,13 +359,13 @@ def test_backward_blocks(mode, packed, chunk, monkeypatch):
 def test_backward_blocks_bound_the_gate_gradients(monkeypatch):
     """The block buffer never holds more rows than GRAD_BLOCK_BYTES allows (one chunk at
     least), while the single-block case covers all N rows."""
-    from rnncore import functional
-    sched = functional.schedule((4,) * 100, False)
+    from rnncore.functional import backward as fb, schedule
+    sched = schedule((4,) * 100, False)
     row_bytes = 16 * 4
-    assert [(lo, hi) for lo, hi, _ in functional._blocks(sched, row_bytes)] == [(0, 400)]
-    monkeypatch.setattr(functional, "CHUNK", 8)
-    monkeypatch.setattr(functional, "GRAD_BLOCK_BYTES", 100 * row_bytes)
-    blocks = functional._blocks(sched, row_bytes)
+    assert [(lo, hi) for lo, hi, _ in fb._blocks(sched, row_bytes)] == [(0, 400)]
+    monkeypatch.setattr(fb, "CHUNK", 8)
+    monkeypatch.setattr(fb, "GRAD_BLOCK_BYTES", 100 * row_bytes)
+    blocks = fb._blocks(sched, row_bytes)
     assert max(hi - lo for lo, hi, _ in blocks) <= 100
     rows = sorted((lo, hi) for lo, hi, _ in blocks)
     assert rows[0][0] == 0 and rows[-1][1] == 400
