@@ -5,7 +5,8 @@ import json
 import streamlit as st
 
 from pages._common import bundled_corpus, job_manager, session_id, show_poem
-from rnncore.checkpoint import CheckpointError, load_checkpoint, load_checkpoint_bytes
+from rnncore.checkpoint import (CheckpointError, checkpoint_stamp, load_checkpoint,
+                                load_checkpoint_bytes)
 from rnncore.generate import GenerationConfig, GenerationError, generate, load_default_model
 from rnncore.poetry import FORMS
 
@@ -46,9 +47,7 @@ try:
         else:
             pick = st.selectbox("Run", range(len(runs)), format_func=lambda i: runs[i].describe(),
                                 key="gen_run")
-            from pathlib import Path
-            meta = Path(runs[pick].path) / "meta.json"
-            ckpt = checkpoint_at(runs[pick].path, str(meta.stat().st_mtime_ns))
+            ckpt = checkpoint_at(runs[pick].path, checkpoint_stamp(runs[pick].path))
     else:
         upload = st.file_uploader("Checkpoint zip (model.safetensors + meta.json); nothing in "
                                   "it is executed", type=["zip"], key="gen_upload")

@@ -1,6 +1,5 @@
 """Gradient Flow: how dL/dh_t and dh_T/dh_k behave in RNN, LSTM and GRU on one poem."""
 import math
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -8,6 +7,7 @@ import streamlit as st
 from pages._common import job_manager, session_id
 from rnncore import gradflow as G
 from rnncore import plots
+from rnncore.checkpoint import checkpoint_stamp, is_checkpoint_dir
 from rnncore.kinds import CELLS
 
 st.title("Gradient flow through time")
@@ -75,7 +75,7 @@ trained_choices = {}
 try:
     from rnncore.generate import default_model_path
 
-    if (default_model_path() / "meta.json").is_file():
+    if is_checkpoint_dir(default_model_path()):
         trained_choices["the bundled model"] = str(default_model_path())
 except ImportError:
     pass
@@ -88,9 +88,7 @@ try:
     probes = cell_probes(base)
     if trained_pick != "(none)":
         path = trained_choices[trained_pick]
-        stamp = str((Path(path) / "meta.json").stat().st_mtime_ns) \
-            if (Path(path) / "meta.json").is_file() else ""
-        trained = trained_probe(base, path, stamp)
+        trained = trained_probe(base, path, checkpoint_stamp(path))
         probes[f"trained {trained['cell']}"] = trained
 except (G.GradFlowError, ValueError, OSError) as exc:
     st.error(str(exc))

@@ -8,9 +8,9 @@ so the training thread is never blocked by a reader for longer than a list copy.
 Jobs are keyed by a *session id* (one per browser session): a session only ever sees and
 controls its own jobs. Every job writes a run directory under ``runs_dir`` (env
 ``RNNCORE_RUNS_DIR``, default ``./runs``) with ``job.json`` (who started it, the configs,
-its status) and the trainer's ``step-NNNNNN`` checkpoints; an uploaded corpus is saved
-there too, so a run can be resumed from its latest checkpoint after the server restarts.
-``list_checkpoints()`` lists finished runs for the Generate page.
+its status) and the trainer's ``step-NNNNNN`` checkpoints (``rnncore.checkpoint`` reads and
+writes both); an uploaded corpus is saved there too, so a run can be resumed from its latest
+checkpoint after the server restarts. ``list_runs()`` lists finished runs for the pickers.
 
 Progress of a time-budgeted run is ``elapsed / budget`` (and ``step / max_steps`` when a
 step limit is set: the larger of the two), the ETA ``budget - elapsed``.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import json
 import math
 import os
 import re
@@ -32,12 +31,12 @@ from pathlib import Path
 import torch
 
 from rnncore import data as D
+from rnncore.checkpoint import latest_checkpoint, read_job_file, read_meta, write_job_file
 from rnncore.model import ModelConfig
 from rnncore.trainer import TrainConfig, Trainer
 
 MAX_STEP_RECORDS = 20_000  # per job; older step records are thinned beyond this
 MAX_SAMPLES = 50
-JOB_FILE = "job.json"
 ACTIVE = ("preparing", "running", "stopping")
 
 
@@ -245,7 +244,7 @@ class _Job:
             budget_s=self.budget_s, model_config=self.model_config.to_dict(),
             train_config=self.train_config.to_dict(), data_stats=dict(self.data_stats))
 
-    def write_job_file(self) -> None:
+    def save_job_file(self) -> None:
         info = {"job_id": self.job_id, "session_id": self.session_id, "label": self.label,
                 "created": self.created, "status": self.status, "message": self.message,
                 "step": self.step, "model_config": self.model_config.to_dict(),
@@ -254,9 +253,7 @@ class _Job:
         last = self.evals[-1] if self.evals else None
         if last:
             info["val_bpc"] = last["val_bpc"]
-        tmp = self.run_dir / f".{JOB_FILE}.tmp"
-        tmp.write_text(json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8")
-        os.replace(tmp, self.run_dir / JOB_FILE)
+        write_job_file(self.run_dir, info)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -281,21 +278,11 @@ class CheckpointInfo:
                f"step {self.step}{bpc}"
 
 
-def _read_job_file(run_dir: Path) -> dict | None:
-    try:
-        data = json.loads((run_dir / JOB_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def list_checkpoints(runs_dir: str | os.PathLike | None = None,
-                     session_id: str | None = None) -> list[CheckpointInfo]:
+def list_runs(runs_dir: str | os.PathLike | None = None,
+              session_id: str | None = None) -> list[CheckpointInfo]:
     """Latest checkpoint of every run under ``runs_dir``, newest first. With
     ``session_id``, runs the app started for *other* sessions are left out (runs made by the
     CLI, without a ``job.json``, are always listed). Unreadable runs are skipped."""
-    from rnncore.checkpoint import latest_checkpoint
-
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     if not root.is_dir():
         return []
@@ -303,7 +290,7 @@ def list_checkpoints(runs_dir: str | os.PathLike | None = None,
     for run_dir in root.iterdir():
         if not run_dir.is_dir() or run_dir.name.startswith("."):
             continue
-        job = _read_job_file(run_dir)
+        job = read_job_file(run_dir)
         if session_id is not None and job is not None and job.get("session_id") != session_id:
             continue
         if job is not None and job.get("status") in ACTIVE:
@@ -312,7 +299,7 @@ def list_checkpoints(runs_dir: str | os.PathLike | None = None,
         if ckpt is None:
             continue
         try:
-            meta = json.loads((ckpt / "meta.json").read_text(encoding="utf-8"))
+            meta = read_meta(ckpt)
             mc = meta["model_config"]
             metrics = meta.get("metrics") or {}
             found.append(CheckpointInfo(
@@ -324,6 +311,9 @@ def list_checkpoints(runs_dir: str | os.PathLike | None = None,
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return sorted(found, key=lambda c: c.created, reverse=True)
+
+
+list_checkpoints = list_runs  # its former name, kept for importers (tests)
 
 
 # --------------------------------------------------------------------------- manager
@@ -372,8 +362,10 @@ class JobManager:
         with self._lock:
             return sum(1 for j in self._jobs.values() if j.status in ACTIVE)
 
-    def list_checkpoints(self, session_id: str | None = None) -> list[CheckpointInfo]:
-        return list_checkpoints(self.runs_dir, session_id)
+    def list_runs(self, session_id: str | None = None) -> list[CheckpointInfo]:
+        return list_runs(self.runs_dir, session_id)
+
+    list_checkpoints = list_runs  # its former name, kept for the pages
 
     # ---- control
 
@@ -415,7 +407,7 @@ class JobManager:
                    train_config=train_config, data_config=data_config, budget_s=budget_s,
                    created=_dt.datetime.now().isoformat(timespec="seconds"),
                    corpus=corpus if corpus_upload is None else None)
-        job.write_job_file()
+        job.save_job_file()
         self._launch(job, lambda: Trainer(model_config, train_config, data_config,
                                           corpus=corpus))
         return job.job_id
@@ -424,8 +416,6 @@ class JobManager:
                budget_s: float | None = None, corpus: D.Corpus | None = None) -> str:
         """Continue the session's job ``job_id`` (default: newest) from its latest
         checkpoint, in the same run directory, for another ``budget_s`` seconds."""
-        from rnncore.checkpoint import latest_checkpoint
-
         old = self._job(session_id, job_id)
         if old is None:
             raise JobError("no training run of this session to resume")
@@ -539,7 +529,7 @@ class JobManager:
                 if job.status == "preparing":
                     job.status = "running"
             job.run_started = time.perf_counter()
-            job.write_job_file()
+            job.save_job_file()
             result = trainer.run(callbacks=job, stop_event=job.stop_event)
             with job.lock:
                 job.status = "stopped" if result.stop_reason == "stopped" else "finished"
@@ -557,6 +547,6 @@ class JobManager:
         finally:
             job.trainer = None  # free the model and optimizer
             try:
-                job.write_job_file()
+                job.save_job_file()
             except OSError:
                 pass

@@ -86,7 +86,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 import os
 import time
@@ -98,6 +97,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnncore import data as D
+from rnncore.checkpoint import (CheckpointError, CheckpointManager, StepLog, TrainerState,
+                               capture_rng_state, load_checkpoint, restore_rng_state)
 from rnncore.configs import DictConfig
 from rnncore.model import CharRNN, ModelConfig, State
 from rnncore.truncation import (WindowOutput, carry_point, draw_keep_factors,  # noqa: F401
@@ -267,27 +268,6 @@ def make_optimizer(params, name: str = "adam", lr: float = 1e-3, momentum: float
 
 
 # --------------------------------------------------------------------------- records
-
-class StepLog:
-    """Appends every ``StepRecord`` as one JSON line to ``<run dir>/steps.jsonl`` (rank 0),
-    so a run's loss and clipping history (pre-clip norm, clipped flag) can be read back
-    (``gradflow.load_step_records``). On resume from step n, lines past n are dropped: they
-    belong to the tail of the earlier run that no checkpoint kept."""
-
-    def __init__(self, run_dir: str, resume_step: int):
-        os.makedirs(run_dir, exist_ok=True)
-        self.path = os.path.join(run_dir, "steps.jsonl")
-        if os.path.exists(self.path):
-            with open(self.path, encoding="utf-8") as f:
-                keep = [line for line in f if line.strip()
-                        and json.loads(line).get("step", 0) <= resume_step]
-            with open(self.path, "w", encoding="utf-8") as f:
-                f.writelines(keep)
-
-    def write(self, record: "StepRecord") -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(dataclasses.asdict(record)) + "\n")
-
 
 @dataclass
 class StepRecord:
@@ -697,17 +677,16 @@ class Trainer:
                 "cuda_rng": (torch.cuda.get_rng_state(self.device)
                              if self.device.type == "cuda" else torch.zeros(0, dtype=torch.uint8))}
 
-    def _trainer_meta(self) -> dict:
-        return {"data_config": self.data_config.to_dict(), "epoch": self.epoch,
-                "lr_scale": self.lr_scale, "best_val_loss": self.best_val_loss,
-                "bad_evals": self.bad_evals, "tokens_seen": self.tokens_seen,
-                "elapsed_s": self.elapsed_before + self._run_elapsed,
-                "nonfinite_steps": self.nonfinite_steps, "world_size": self.dist.world_size}
+    def _trainer_state(self) -> TrainerState:
+        return TrainerState(data_config=self.data_config, epoch=self.epoch,
+                            lr_scale=self.lr_scale, best_val_loss=self.best_val_loss,
+                            bad_evals=self.bad_evals, tokens_seen=self.tokens_seen,
+                            elapsed_s=self.elapsed_before + self._run_elapsed,
+                            nonfinite_steps=self.nonfinite_steps,
+                            world_size=self.dist.world_size)
 
     def save_checkpoint(self) -> str | None:
         """Save the current state under ``out_dir`` (rank 0 only); returns the path."""
-        from rnncore.checkpoint import CheckpointManager, capture_rng_state
-
         if not self.cfg.out_dir:
             return None
         path = None
@@ -722,7 +701,7 @@ class Trainer:
                 self.model, self.vocab, self.model_config, step=self.step, metrics=metrics,
                 optimizer=self._trainer_tensors(), train_config=self.cfg,
                 data_position=self.data_position(), rng_state=capture_rng_state(),
-                extra={"trainer": self._trainer_meta()}))
+                trainer_state=self._trainer_state()))
             self.last_checkpoint = path
         self.dist.barrier()
         self._last_checkpoint_step = self.step
@@ -739,11 +718,9 @@ class Trainer:
         ``overrides`` may change only budget/bookkeeping fields (``RESUME_OVERRIDABLE``);
         the model, data and optimisation settings come from the checkpoint.
         """
-        from rnncore.checkpoint import CheckpointError, load_checkpoint, restore_rng_state
-
         ckpt = load_checkpoint(path, map_location="cpu")
-        extra = (ckpt.meta.get("extra") or {}).get("trainer")
-        if not isinstance(extra, dict) or not isinstance(ckpt.optimizer_state, dict) \
+        saved = ckpt.trainer_state
+        if saved is None or not isinstance(ckpt.optimizer_state, dict) \
                 or ckpt.train_config is None:
             raise CheckpointError(f"{ckpt.path} has no trainer state (not saved by a Trainer)")
         bad = sorted(set(overrides or {}) - set(RESUME_OVERRIDABLE))
@@ -751,30 +728,29 @@ class Trainer:
             raise TrainConfigError(f"cannot change {', '.join(bad)} when resuming "
                                    f"(allowed: {', '.join(RESUME_OVERRIDABLE)})")
         cfg = TrainConfig.from_dict({**ckpt.train_config, **(overrides or {})})
-        data_config = D.DataConfig.from_dict(extra["data_config"])
-        trainer = cls(ckpt.model_config, cfg, data_config, data=data, corpus=corpus,
+        trainer = cls(ckpt.model_config, cfg, saved.data_config, data=data, corpus=corpus,
                       dist_ctx=dist_ctx)
         if trainer.vocab != ckpt.vocab:
             raise CheckpointError(f"the corpus no longer gives the vocabulary {ckpt.path} was "
                                   f"trained with")
-        if extra.get("world_size", 1) != trainer.dist.world_size:
-            raise CheckpointError(f"{ckpt.path} was trained with {extra.get('world_size')} "
+        if saved.world_size != trainer.dist.world_size:
+            raise CheckpointError(f"{ckpt.path} was trained with {saved.world_size} "
                                   f"process(es), now {trainer.dist.world_size}")
         state = ckpt.optimizer_state
         trainer.model.load_state_dict(ckpt.model.state_dict())
         trainer.optimizer.load_state_dict(state["optimizer"])
         trainer.step = ckpt.step
-        trainer._restore_position(ckpt.data_position)
+        trainer._restore_position(ckpt.data_position)  # also the epoch
         carry = [t.to(trainer.device) for t in state["carry"]]
         trainer._carry = None if not carry else (tuple(carry) if len(carry) == 2 else carry[0])
         trainer._buf_x, trainer._buf_y = state["buffer_inputs"], state["buffer_targets"]
         trainer._xi_gen.set_state(state["xi_generator"])
-        trainer.lr_scale = float(extra["lr_scale"])
-        trainer.best_val_loss = extra["best_val_loss"]
-        trainer.bad_evals = int(extra["bad_evals"])
-        trainer.tokens_seen = int(extra["tokens_seen"])
-        trainer.elapsed_before = float(extra["elapsed_s"])
-        trainer.nonfinite_steps = int(extra["nonfinite_steps"])
+        trainer.lr_scale = saved.lr_scale
+        trainer.best_val_loss = saved.best_val_loss
+        trainer.bad_evals = saved.bad_evals
+        trainer.tokens_seen = saved.tokens_seen
+        trainer.elapsed_before = saved.elapsed_s
+        trainer.nonfinite_steps = saved.nonfinite_steps
         trainer.last_checkpoint = str(ckpt.path)
         trainer._last_checkpoint_step = trainer.step
         restore_rng_state(ckpt.rng_state or {})

@@ -19,18 +19,15 @@ def main(run_dir: str, dest: str = "rnncore/assets/tang_default") -> None:
     if src is None:
         raise SystemExit(f"error: {run_dir} has no best checkpoint")
     ck = load_checkpoint(src, load_optimizer=False)
-    trainer_meta = (ck.meta.get("extra") or {}).get("trainer") or {}
-    data_config = trainer_meta.get("data_config") or {}
-    data = prepare_data(DataConfig(**{k: v for k, v in data_config.items()
-                                      if k in DataConfig.__dataclass_fields__}))
+    state = ck.trainer_state
+    data = prepare_data(state.data_config if state is not None else DataConfig())
     model = ck.model.half().float()           # what the float16 file will give back
     val = evaluate_model(model, data.val)
     metrics = dict(ck.meta.get("metrics") or {}, exported_float16_val=val)
     save_checkpoint(Path(dest), ck.model.half(), ck.vocab, ck.model_config,
                     train_config=ck.meta.get("train_config"), step=ck.meta.get("step", 0),
-                    metrics=metrics, extra={"source_run": str(run_dir), "weights": "float16",
-                           "trainer": trainer_meta},
-                    overwrite=True)
+                    metrics=metrics, trainer_state=state,
+                    extra={"source_run": str(run_dir), "weights": "float16"}, overwrite=True)
     print(f"exported {src} -> {dest}: {val}")
 
 

@@ -46,10 +46,8 @@ def final_eval(run_dir: Path) -> dict:
     torch.set_num_threads(1)
     src = best_checkpoint(run_dir)
     ck = load_checkpoint(src, load_optimizer=False)
-    trainer_meta = (ck.meta.get("extra") or {}).get("trainer") or {}
-    data_cfg = trainer_meta.get("data_config") or {}
-    data = prepare_data(DataConfig(**{k: v for k, v in data_cfg.items()
-                                      if k in DataConfig.__dataclass_fields__}))
+    state = ck.trainer_state
+    data = prepare_data(state.data_config if state is not None else DataConfig())
     val = evaluate_model(ck.model, data.val)
     return {"checkpoint": str(src), "step": ck.meta.get("step"), "val_poems": len(data.val),
             **{k: val[k] for k in ("bpc", "loss", "perplexity")}}

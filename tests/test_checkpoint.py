@@ -1,4 +1,5 @@
-"""Checkpoints (rnncore/checkpoint.py): round trips, atomic saves, errors, retention, zips."""
+"""Checkpoints (rnncore/checkpoint/): round trips, atomic saves, errors, retention, zips, the
+trainer state (and its old layout), the step log and the job file."""
 from __future__ import annotations
 
 import io
@@ -24,16 +25,24 @@ from rnncore.checkpoint import (
     FORMAT,
     CheckpointError,
     CheckpointManager,
+    StepLog,
+    TrainerState,
     capture_rng_state,
+    checkpoint_stamp,
+    is_checkpoint_dir,
     export_checkpoint_zip,
     import_checkpoint_zip,
     latest_checkpoint,
     load_checkpoint,
     load_checkpoint_bytes,
+    read_job_file,
+    read_meta,
+    read_step_records,
     restore_rng_state,
     save_checkpoint,
+    write_job_file,
 )
-from rnncore.data import Vocab
+from rnncore.data import DataConfig, Vocab
 from rnncore.model import CharRNN, ModelConfig
 
 VOCAB = Vocab.build(["床前明月光，疑是地上霜。舉頭望明月，低頭思故鄉。"])
@@ -158,7 +167,7 @@ def test_crash_at_rename_keeps_previous_checkpoint(tmp_path, monkeypatch):
             raise OSError("simulated crash")
         return real_rename(src, dst)
 
-    monkeypatch.setattr(C.os, "rename", crash_on_install)
+    monkeypatch.setattr(C.store.os, "rename", crash_on_install)
     with pytest.raises(OSError, match="simulated"):
         save_checkpoint(path, new_model, VOCAB, cfg, step=2, overwrite=True)
     with pytest.raises(OSError, match="simulated"):
@@ -379,6 +388,93 @@ def test_latest_falls_back_to_highest_step(tmp_path):
     assert latest_checkpoint(tmp_path / "nothing-here") is None
 
 
+# --------------------------------------------------------------------------- trainer state
+
+STATE = TrainerState(data_config=DataConfig(max_poems=8, val_fraction=0.125), epoch=2,
+                     lr_scale=0.5, best_val_loss=3.25, bad_evals=1, tokens_seen=1234,
+                     elapsed_s=5.5, nonfinite_steps=1, world_size=1)
+
+
+def test_trainer_state_round_trip(tmp_path):
+    model, cfg = make_model()
+    path = save_checkpoint(tmp_path / "ck", model, VOCAB, cfg, trainer_state=STATE,
+                           extra={"note": "kept"})
+    meta = read_meta(path)
+    assert meta["trainer_state"]["data_config"]["max_poems"] == 8
+    assert meta["extra"] == {"note": "kept"}
+    assert load_checkpoint(path).trainer_state == STATE
+    assert load_checkpoint(save_checkpoint(tmp_path / "bare", model, VOCAB, cfg)) \
+        .trainer_state is None
+
+
+def test_trainer_state_read_from_the_old_layout(tmp_path):
+    """Before ``meta["trainer_state"]`` the same dict lived in ``extra.trainer``."""
+    model, cfg = make_model()
+    path = save_checkpoint(tmp_path / "ck", model, VOCAB, cfg, trainer_state=STATE)
+    meta = read_meta(path)
+    meta["extra"] = {"trainer": meta.pop("trainer_state")}
+    (path / "meta.json").write_text(json.dumps(meta))
+    assert load_checkpoint(path).trainer_state == STATE
+    old = dict(meta["extra"]["trainer"])
+    del old["world_size"]  # optional: 1
+    assert TrainerState.from_dict(old) == STATE
+    del old["lr_scale"]
+    with pytest.raises(CheckpointError, match="invalid trainer state.*lr_scale"):
+        TrainerState.from_dict(old)
+    with pytest.raises(CheckpointError, match="invalid trainer state"):
+        TrainerState.from_meta({"trainer_state": {**STATE.to_dict(), "data_config": "tang"}})
+
+
+def test_bundled_model_has_its_trainer_state_in_the_old_layout():
+    bundled = Path(__file__).resolve().parents[1] / "rnncore" / "assets" / "tang_default"
+    assert is_checkpoint_dir(bundled)
+    assert "trainer_state" not in read_meta(bundled)
+    state = load_checkpoint(bundled, load_optimizer=False).trainer_state
+    assert state.data_config == DataConfig() and state.world_size == 1 and state.epoch > 0
+
+
+# --------------------------------------------------------------------------- run directory files
+
+@dataclass
+class Record:
+    step: int
+    loss: float
+
+
+def test_step_log_and_its_reader(tmp_path):
+    run = tmp_path / "run"
+    log = StepLog(run, resume_step=0)
+    for step in (1, 2, 3):
+        log.write(Record(step, step / 2))
+    assert read_step_records(run) == [{"step": s, "loss": s / 2} for s in (1, 2, 3)]
+    assert read_step_records(run / "steps.jsonl") == read_step_records(run)
+    StepLog(run, resume_step=2).write(Record(3, 9.0))  # resumed at 2: the old step 3 goes
+    assert read_step_records(run) == [{"step": 1, "loss": 0.5}, {"step": 2, "loss": 1.0},
+                                      {"step": 3, "loss": 9.0}]
+    with pytest.raises(CheckpointError, match="not found"):
+        read_step_records(tmp_path)
+    (tmp_path / "steps.jsonl").write_text('{"step": 1}\n{"step": ')
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        read_step_records(tmp_path)
+
+
+def test_job_file_checkpoint_dir_and_stamp(tmp_path):
+    assert read_job_file(tmp_path) is None
+    write_job_file(tmp_path, {"label": "诗", "status": "running"})
+    assert read_job_file(tmp_path) == {"label": "诗", "status": "running"}
+    assert sorted(os.listdir(tmp_path)) == ["job.json"]  # no temporary file left
+    (tmp_path / "job.json").write_text("[1]")
+    assert read_job_file(tmp_path) is None
+    model, cfg = make_model()
+    assert not is_checkpoint_dir(tmp_path) and checkpoint_stamp(tmp_path) == ""
+    path = save_checkpoint(tmp_path / "ck", model, VOCAB, cfg, step=1)
+    stamp = checkpoint_stamp(path)
+    assert is_checkpoint_dir(path) and stamp
+    time.sleep(0.01)
+    save_checkpoint(path, model, VOCAB, cfg, step=2, overwrite=True)
+    assert checkpoint_stamp(path) != stamp
+
+
 # --------------------------------------------------------------------------- zip upload
 
 def make_zip(entries: dict[str, bytes]) -> bytes:
@@ -427,7 +523,7 @@ def test_not_a_zip_and_size_limit(saved, tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="not a zip"):
         load_checkpoint_bytes(b"PK but not really")
     blob = export_checkpoint_zip(saved)
-    monkeypatch.setattr(C, "MAX_ZIP_BYTES", 1000)
+    monkeypatch.setattr(C.archive, "MAX_ZIP_BYTES", 1000)
     with pytest.raises(CheckpointError, match="more than"):
         import_checkpoint_zip(blob, tmp_path / "dest")
     assert not (tmp_path / "dest").exists()

@@ -67,7 +67,7 @@ def test_flags_reach_the_configs(capsys, tmp_path):
     mc = ckpt.model_config
     assert (mc.cell, mc.engine, mc.hidden_size, mc.num_layers, mc.dropout) == \
         ("rnn", "autograd", 8, 1, 0.1)
-    assert ckpt.meta["extra"]["trainer"]["data_config"]["max_poems"] == 8
+    assert ckpt.trainer_state.data_config.max_poems == 8
 
 
 def test_resume_through_the_cli(capsys, tmp_path):

@@ -37,6 +37,6 @@ def test_two_process_training_keeps_replicas_identical(tmp_path):
                                                      "step-000003", "step-000006",
                                                      "steps.jsonl"]
     ckpt = load_checkpoint(out)
-    assert ckpt.step == 6 and ckpt.meta["extra"]["trainer"]["world_size"] == 2
+    assert ckpt.step == 6 and ckpt.trainer_state.world_size == 2
     # both ranks contributed characters: 2 ranks x 2 rows x 6 new tokens per step
     assert ckpt.meta["metrics"]["train_tokens"] == 6 * 2 * 2 * 6

@@ -3,6 +3,7 @@ truncation, exact resume, non-finite recovery, clipping, schedules, stopping rul
 from __future__ import annotations
 
 import copy
+import json
 import math
 import threading
 
@@ -349,6 +350,31 @@ def test_resume_reproduces_uninterrupted_run(prepared, tmp_path, strategy, extra
     assert part1 + part2 == full_losses  # bit-exact
     for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_resume_from_a_checkpoint_of_the_old_layout(prepared, tmp_path):
+    """Checkpoints written before ``meta["trainer_state"]`` kept it in ``extra.trainer`` (the
+    bundled model does): they resume exactly, like the new layout."""
+    from rnncore.checkpoint import latest_checkpoint, load_checkpoint, read_meta
+
+    common = dict(strategy="randomized", truncation_len=10, update_interval=7,
+                  randomized_keep_prob=0.7, dropout=0.2, eval_every=4)
+    full_losses = losses(make_trainer(prepared, max_steps=16, **common).run())
+    first = make_trainer(prepared, max_steps=8, out_dir=str(tmp_path / "run"), **common)
+    part1 = losses(first.run())
+    saved = load_checkpoint(tmp_path / "run").trainer_state
+    assert saved.data_config == first.data_config and saved.epoch == first.epoch
+    assert (saved.best_val_loss, saved.bad_evals, saved.tokens_seen) == \
+        (first.best_val_loss, first.bad_evals, first.tokens_seen)
+    ckpt = latest_checkpoint(tmp_path / "run")
+    meta = read_meta(ckpt)
+    meta["extra"] = {"trainer": meta.pop("trainer_state")}
+    (ckpt / "meta.json").write_text(json.dumps(meta))
+    resumed = Trainer.resume(tmp_path / "run", {"max_steps": 16}, data=prepared)
+    assert (resumed.best_val_loss, resumed.bad_evals, resumed.tokens_seen, resumed.lr_scale,
+            resumed.elapsed_before) == (saved.best_val_loss, saved.bad_evals, saved.tokens_seen,
+                                        saved.lr_scale, saved.elapsed_s)
+    assert part1 + losses(resumed.run()) == full_losses  # bit-exact
 
 
 def test_step_log_survives_resume(prepared, tmp_path):

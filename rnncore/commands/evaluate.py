@@ -39,9 +39,8 @@ def run(args) -> int:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     device = resolve_device(args.device)
     ckpt = load_checkpoint(args.checkpoint, map_location="cpu", load_optimizer=False)
-    saved = ((ckpt.meta.get("extra") or {}).get("trainer") or {}).get("data_config") or {}
-    fields = {k: v for k, v in saved.items() if k in ("corpus", "simplified", "val_fraction",
-                                                      "seed", "max_poems")}
+    saved = ckpt.trainer_state
+    fields = saved.data_config.to_dict() if saved is not None else {}
     if args.corpus is not None:
         fields["corpus"] = args.corpus
         fields.pop("max_poems", None)

@@ -145,6 +145,7 @@ class _Quiet:
 
 def run(args) -> int:
     from rnncore import data as D
+    from rnncore.checkpoint import is_checkpoint_dir
     from rnncore.distributed import init_from_env, shutdown
     from rnncore.model import ModelConfig
     from rnncore.trainer import RESUME_OVERRIDABLE, TrainConfig, Trainer, resolve_device
@@ -161,7 +162,7 @@ def run(args) -> int:
         if not resume.exists():
             raise ValueError(f"--resume {resume} does not exist")
         out = Path(args.out) if args.out else (resume if resume.is_dir() and not
-                                               (resume / "meta.json").exists() else resume.parent)
+                                               is_checkpoint_dir(resume) else resume.parent)
         if args.out and out.resolve() != resume.resolve():
             _check_out_dir(out)
         device = train_given.get("device", "auto")

@@ -1,0 +1,117 @@
+"""Zipped checkpoints: export for download, validate and import an upload.
+
+An upload is untrusted: entries with unsafe paths, too many entries, more than
+``MAX_ZIP_BYTES`` unpacked (counted while unpacking: a zip's own sizes can lie) or checkpoint
+files in more than one folder are refused before anything is loaded.
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from rnncore.checkpoint.files import CHECKPOINT_FILES, META_FILE, MODEL_FILE, CheckpointError
+from rnncore.checkpoint.rundir import resolve_checkpoint
+from rnncore.checkpoint.store import Checkpoint, load_checkpoint, read_meta
+
+MAX_ZIP_BYTES = 512 * 1024 * 1024  # uncompressed total accepted from an uploaded zip
+MAX_ZIP_ENTRIES = 64
+
+
+def _zip_members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """Map checkpoint file name -> zip entry, rejecting unsafe or oversized archives."""
+    infos = archive.infolist()
+    if len(infos) > MAX_ZIP_ENTRIES:
+        raise CheckpointError(f"zip has {len(infos)} entries (at most {MAX_ZIP_ENTRIES})")
+    members: dict[str, zipfile.ZipInfo] = {}
+    prefixes = set()
+    total = 0
+    for info in infos:
+        name = info.filename
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\")) or ":" in parts[0] or ".." in parts:
+            raise CheckpointError(f"zip entry {name!r} has an unsafe path")
+        if info.is_dir():
+            continue
+        total += info.file_size
+        if total > MAX_ZIP_BYTES:
+            raise CheckpointError(f"zip unpacks to more than {MAX_ZIP_BYTES // 2**20} MB")
+        if parts[-1] in CHECKPOINT_FILES:
+            prefixes.add("/".join(parts[:-1]))
+            if parts[-1] in members:
+                raise CheckpointError(f"zip holds more than one {parts[-1]}")
+            members[parts[-1]] = info
+    if META_FILE not in members or MODEL_FILE not in members:
+        raise CheckpointError(f"zip is not a checkpoint (needs {META_FILE} and {MODEL_FILE})")
+    if len(prefixes) > 1:
+        raise CheckpointError("zip holds checkpoint files in more than one folder")
+    return members
+
+
+def _extract(data: bytes, dest: Path) -> None:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise CheckpointError("upload is not a zip file") from None
+    with archive:
+        members = _zip_members(archive)
+        for name, info in members.items():
+            written = 0
+            try:
+                with archive.open(info) as src, open(dest / name, "wb") as out:
+                    # count real bytes: the sizes in the zip directory can lie
+                    for block in iter(lambda: src.read(1 << 20), b""):
+                        written += len(block)
+                        if written > MAX_ZIP_BYTES:
+                            raise CheckpointError(
+                                f"zip unpacks to more than {MAX_ZIP_BYTES // 2**20} MB"
+                            )
+                        out.write(block)
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError,
+                    RuntimeError) as exc:
+                raise CheckpointError(f"zip entry {info.filename!r} is corrupt ({exc})") from None
+
+
+def import_checkpoint_zip(data: bytes, dest_dir: str | os.PathLike,
+                          map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Validate an uploaded zip of a checkpoint directory, install it at ``dest_dir`` (which
+    must not exist yet) and load it. Nothing is left behind when validation fails."""
+    dest = Path(dest_dir)
+    if dest.exists():
+        raise CheckpointError(f"{dest} already exists (refusing to overwrite)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
+    try:
+        _extract(bytes(data), tmp)
+        load_checkpoint(tmp, map_location)  # validate before installing
+        os.rename(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return load_checkpoint(dest, map_location)
+
+
+def load_checkpoint_bytes(data: bytes, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Load a zipped checkpoint from memory (unpacked to a temporary directory)."""
+    with tempfile.TemporaryDirectory(prefix="rnncore-ckpt-") as tmp:
+        _extract(bytes(data), Path(tmp))
+        ckpt = load_checkpoint(tmp, map_location)
+    ckpt.path = None
+    return ckpt
+
+
+def export_checkpoint_zip(path: str | os.PathLike) -> bytes:
+    """Zip a checkpoint directory (for download); the inverse of ``load_checkpoint_bytes``."""
+    path = resolve_checkpoint(path)
+    read_meta(path)  # refuse to zip what is not a checkpoint
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in CHECKPOINT_FILES:
+            if (path / name).is_file():
+                archive.write(path / name, f"{path.name}/{name}")
+    return buffer.getvalue()
