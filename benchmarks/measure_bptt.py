@@ -168,7 +168,7 @@ def analytic_activation_bytes(cell: str, batch: int, seq_len: int, embedding_dim
     (the logits themselves are freed once the loss is formed; ``rnncore.losses`` turns the
     saved log-softmax into the logits' gradient in place). The measured *peak* also holds
     the backward's working set: dL/dout (B, T, H) from the head, the gate gradients (one
-    block, at most ``functional.GRAD_BLOCK_BYTES``) and dx (B, T, E), so it exceeds this by
+    block, at most ``functional.backward.GRAD_BLOCK_BYTES``) and dx (B, T, E), so it exceeds this by
     a bounded factor."""
     per_row = embedding_dim + layer_floats_per_step(cell, hidden_size) + vocab_size
     per_step = batch * per_row * FLOAT_BYTES

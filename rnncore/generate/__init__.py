@@ -185,10 +185,10 @@ def default_model_path() -> Path:
 @functools.lru_cache(maxsize=1)
 def load_default_model():
     """The bundled checkpoint (a ``Checkpoint``), loaded once per process."""
-    from rnncore.checkpoint import load_checkpoint
+    from rnncore.checkpoint import is_checkpoint_dir, load_checkpoint
 
     path = default_model_path()
-    if not (path / "meta.json").is_file():
+    if not is_checkpoint_dir(path):
         raise DefaultModelMissing(
             f"the bundled model is missing ({path}); train one with `python -m rnncore train` "
             "and pass its checkpoint")
