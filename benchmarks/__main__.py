@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.rebuild:
             return rebuild(args.rebuild, png=not args.no_png, html=args.rebuild_html)
         from benchmarks.config import BenchConfig
-        from benchmarks.report import run_benchmark, write_report
+        from benchmarks.report import write_report
+        from benchmarks.run import run_benchmark
 
         sections = tuple(s.strip() for s in args.sections.split(",") if s.strip())
         bad = [s for s in sections if s not in SECTIONS]

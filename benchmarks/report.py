@@ -1,297 +1,32 @@
-"""Run the benchmark sections, check the targets, write and read the report.
+"""Write and read benchmark reports.
 
-Layout (see benchmarks/README.md): every run gets its own directory
-``<out>/<YYYYmmdd-HHMMSS>-<device>[-quick]/`` (nothing earlier is overwritten) holding
-``results.json`` (everything), one CSV per section, ``targets.csv``, ``report.md`` and the
-figures as ``<name>.html`` (+ ``<name>.png`` when plotly's static export works: kaleido and a
-Chrome/Chromium; otherwise HTML only, with a one-line note).
-``load_results(dir)`` accepts a run directory or the parent (it takes the newest run);
-``rebuild_figures(dir)`` redraws a run's figures from its ``results.json``.
+Every run gets its own directory ``<out>/<YYYYmmdd-HHMMSS>-<device>[-quick]/`` (nothing
+earlier is overwritten; layout in benchmarks/README.md): ``results.json``, one CSV per
+section, ``report.md`` and the figures as HTML (+ PNG when plotly's static export works).
 """
 from __future__ import annotations
 
 import csv
 import datetime
-import hashlib
 import json
 import math
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from benchmarks.config import BenchConfig
-from benchmarks.measure import (layer_target, machine_info, matmul_peak_gflops,
-                                measure_layer)
-from benchmarks import measure_bptt as mb
 from benchmarks import measure_step as mstep
+from benchmarks.run import FORMAT, _noop, run_benchmark
+# re-exported: callers import these from here (this module once held them all)
+from benchmarks.run import fidelity_strategies, memory_truncation, run_step  # noqa: F401
+from benchmarks.targets import check_targets, linear_slope  # noqa: F401
 
-FORMAT = "rnncore-benchmarks/1"
 SECTIONS = ("layers", "bptt_steps", "fidelity", "convergence", "step", "targets")
-FIGURES = ("layers", "layers_gflops", "bptt_time", "bptt_memory", "fidelity", "convergence",
-           "step")
-RUN_SECTIONS = ("layers", "bptt", "convergence", "step")
 
 
 class BenchmarkResultsError(ValueError):
     """A results directory that is missing or unreadable."""
-
-
-# --- running -------------------------------------------------------------------------------
-
-def _noop(_msg: str) -> None:
-    pass
-
-
-def run_layers(cfg: BenchConfig, peak_gflops: float, progress: Callable = _noop) -> list[dict]:
-    rows = []
-    for i, size in enumerate(cfg.layer_sizes):
-        for cell in cfg.cells:
-            progress(f"layers: {cell} {size}")
-            for r in measure_layer(cell, size, cfg.engines, cfg.device, cfg.warmup,
-                                   cfg.repeats, peak_gflops):
-                r["size_index"] = i
-                r["target_ratio"] = layer_target(cell, i) if r["engine"] == "bptt" else None
-                rows.append(r)
-    return rows
-
-
-def memory_truncation(cfg: BenchConfig) -> int:
-    """The k whose memory is swept over ``memory_seq_lens`` (64, or the largest k <= 64)."""
-    ks = [k for k in cfg.truncations if k <= 64]
-    return max(ks) if ks else min(cfg.truncations)
-
-
-def run_bptt_steps(cfg: BenchConfig, progress: Callable = _noop) -> list[dict]:
-    """Step time for every strategy and T (the strategies of one T timed round-robin, see
-    ``measure_bptt.measure_steps``); peak memory for full BPTT and TBPTT at
-    ``memory_truncation`` over ``memory_seq_lens`` (in a separate pass from the timing:
-    the profiler slows the CPU run)."""
-    strategies = mb.default_strategies(cfg.truncations, cfg.uneven_truncation,
-                                       randomized_k=memory_truncation(cfg))
-    k_mem = memory_truncation(cfg)
-    mem_labels = {"full", mb.Strategy.truncated(k_mem).label}
-    rows = []
-    for cell in cfg.cells:
-        for seq_len in sorted(set(cfg.seq_lens) | set(cfg.memory_seq_lens)):
-            timed = seq_len in cfg.seq_lens
-            mem = mem_labels if seq_len in cfg.memory_seq_lens else set()
-            todo = [s for s in strategies if (timed or s.label in mem)
-                    and (s.kind == "full" or s.truncation_len <= seq_len)]
-            if not todo:
-                continue
-            progress(f"bptt: {cell} T={seq_len}, {len(todo)} strategies round-robin")
-            for r in mb.measure_steps(cell, todo, seq_len, batch=cfg.bptt_batch,
-                                      embedding_dim=cfg.bptt_embedding,
-                                      hidden_size=cfg.bptt_hidden, vocab_size=cfg.bptt_vocab,
-                                      device=cfg.device,
-                                      repeats=cfg.bptt_repeats if timed else 1,
-                                      memory_labels=mem):
-                r["timed"] = timed
-                rows.append(r)
-    return rows
-
-
-def fidelity_strategies(cfg: BenchConfig) -> list[mb.Strategy]:
-    T = cfg.fidelity_seq_len
-    out = [mb.Strategy.truncated(k) for k in cfg.truncations if k <= T]
-    k1, k2 = cfg.uneven_truncation
-    if k2 <= T:
-        out.append(mb.Strategy.truncated(k2, k1))
-    out.append(mb.Strategy.randomized(T))  # d2l's randomized estimator of the full gradient
-    return out
-
-
-def run_convergence(cfg: BenchConfig, progress: Callable = _noop) -> tuple[list[dict], dict]:
-    """Validation bpc vs training seconds for each cell and strategy; returns the rows and
-    {cell: model trained with full BPTT} for the fidelity section."""
-    from rnncore import data as D
-
-    data = D.prepare_data(D.DataConfig(corpus="tang"))
-    strategies = [mb.Strategy.full(), mb.Strategy.truncated(memory_truncation(cfg)),
-                  mb.Strategy.truncated(max(cfg.truncations)),
-                  mb.Strategy.truncated(cfg.uneven_truncation[1], cfg.uneven_truncation[0]),
-                  mb.Strategy.randomized(memory_truncation(cfg))]
-    strategies = list({s.label: s for s in strategies}.values())
-    rows, trained = [], {}
-    for cell in cfg.cells:
-        for s in strategies:
-            progress(f"convergence: {cell} {s.label} ({cfg.train_seconds:g} s)")
-            r, trainer = mb.convergence_run(
-                cell, s, seconds=cfg.train_seconds, eval_every_seconds=cfg.eval_every_seconds,
-                batch=cfg.train_batch, seq_len=cfg.train_seq_len,
-                embedding_dim=cfg.bptt_embedding, hidden_size=cfg.bptt_hidden,
-                device=cfg.device, data=data, eval_max_poems=50 if cfg.quick else 300,
-                seed=cfg.seed)
-            rows += r
-            if s.kind == "full":
-                trained[cell] = trainer.model
-    return rows, trained
-
-
-def run_fidelity(cfg: BenchConfig, trained: dict, progress: Callable = _noop) -> list[dict]:
-    """Truncated vs full gradients on one corpus batch, untrained and trained models."""
-    rows = []
-    strategies = fidelity_strategies(cfg)
-    for cell in cfg.cells:
-        progress(f"fidelity: {cell}")
-        models = [(False, None)] + ([(True, trained[cell])] if cell in trained else [])
-        for is_trained, model in models:
-            vocab = cfg.bptt_vocab
-            if model is None:
-                model = mb.make_model(cell, vocab, cfg.bptt_embedding, cfg.bptt_hidden,
-                                      cfg.device)
-            vocab = model.cfg.vocab_size
-            x, y = mb.corpus_batch(cfg.bptt_batch, cfg.fidelity_seq_len, vocab, offset=7919)
-            rows += mb.gradient_fidelity(model, cell, strategies, x.to(cfg.device),
-                                         y.to(cfg.device), trained=is_trained)
-    return rows
-
-
-def run_step(cfg: BenchConfig, progress: Callable = _noop) -> list[dict]:
-    """The whole truncated training step at the real training size and its parts
-    (``benchmarks/measure_step.py``), every engine of ``cfg.step_engines`` interleaved."""
-    progress(f"step: {cfg.step_data} batch {cfg.step_batch} x {cfg.step_window}")
-    data = mstep.step_batch(cfg.step_data, cfg.step_batch, cfg.step_window, cfg.step_vocab,
-                            seed=cfg.seed)
-    progress(f"step: {','.join(cfg.step_engines)}, V={data.vocab_size}, "
-             f"{cfg.step_warmup} + {cfg.step_repeats} rounds")
-    return mstep.measure_step_breakdown(
-        tuple(cfg.step_engines), data, embedding_dim=cfg.step_embedding,
-        hidden_size=cfg.step_hidden, num_layers=cfg.step_layers, dropout=cfg.step_dropout,
-        clip=cfg.step_clip, lr=cfg.step_lr, device=cfg.device, warmup=cfg.step_warmup,
-        repeats=cfg.step_repeats, seed=cfg.seed)
-
-
-def code_version() -> dict:
-    """Which code was measured: git HEAD, the files changed since (``git status``), and a
-    sha256 over ``rnncore/*.py`` (so a run on an uncommitted tree is still identifiable)."""
-    root = Path(__file__).resolve().parents[1]
-    out: dict = {}
-    try:
-        # read-only: GIT_OPTIONAL_LOCKS=0 keeps `git status` from refreshing the index
-        env = dict(os.environ, GIT_OPTIONAL_LOCKS="0")
-        run = lambda *a: subprocess.run(["git", *a], cwd=root, capture_output=True,  # noqa: E731
-                                        text=True, timeout=10, env=env).stdout
-        out["git_head"] = run("rev-parse", "HEAD").strip() or None
-        out["changed"] = [ln[3:] for ln in run("status", "--porcelain", "--untracked-files=no",
-                                                "--", "rnncore", "benchmarks").splitlines()
-                          if len(ln) > 3]
-    except (OSError, subprocess.SubprocessError):
-        out["git_head"] = None
-    h = hashlib.sha256()
-    for f in sorted((root / "rnncore").glob("*.py")):
-        h.update(f.name.encode() + b"\0" + f.read_bytes())
-    out["rnncore_sha256"] = h.hexdigest()[:16]
-    return out
-
-
-def run_benchmark(cfg: BenchConfig, sections: tuple[str, ...] = ("layers", "bptt", "convergence"),
-                  progress: Callable = _noop) -> dict:
-    """Run the chosen sections (``layers``, ``bptt``, ``convergence``, ``step``; fidelity
-    runs with ``convergence`` since it needs the trained models) and compute the targets."""
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but CUDA is not available")
-    bad = [s for s in sections if s not in RUN_SECTIONS]
-    if bad:
-        raise ValueError(f"unknown section(s) {bad}; choose from {','.join(RUN_SECTIONS)}")
-    torch.manual_seed(cfg.seed)
-    results: dict = {"format": FORMAT, "machine": machine_info(cfg.device),
-                     "code": code_version(), "config": cfg.to_dict(),
-                     "sections": list(sections)}
-    progress("matmul peak")
-    mm = matmul_peak_gflops(cfg.device, cfg.matmul_size, cfg.warmup, cfg.repeats)
-    results["matmul"] = mm
-    results["layers"] = run_layers(cfg, mm["gflops"], progress) if "layers" in sections else []
-    results["bptt_steps"] = run_bptt_steps(cfg, progress) if "bptt" in sections else []
-    if "convergence" in sections:
-        results["convergence"], trained = run_convergence(cfg, progress)
-        results["fidelity"] = run_fidelity(cfg, trained, progress)
-    else:
-        results["convergence"], results["fidelity"] = [], []
-    results["step"] = run_step(cfg, progress) if "step" in sections else []
-    results["targets"] = check_targets(results)
-    return results
-
-
-# --- targets -------------------------------------------------------------------------------
-
-def _target(name: str, measured: float | None, limit: str, passed: bool | None, detail: str
-            ) -> dict:
-    return {"target": name, "measured": measured, "limit": limit,
-            "status": "n/a" if passed is None else ("pass" if passed else "fail"),
-            "detail": detail}
-
-
-def linear_slope(xs: list[float], ys: list[float]) -> float:
-    """Least-squares slope of y on x."""
-    n = len(xs)
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else float("nan")
-
-
-def check_targets(results: dict) -> list[dict]:
-    """Pass/fail of each target with the measured value (not asserted anywhere: a report)."""
-    out = []
-    for r in results.get("layers", []):
-        if r["engine"] == "bptt" and r.get("ratio_to_native") is not None:
-            ok = r["ratio_to_native"] <= r["target_ratio"]
-            out.append(_target(f"{r['cell']} bptt vs torch.nn, {r['size']}", r["ratio_to_native"],
-                               f"<= {r['target_ratio']}x", ok,
-                               f"{r['median_s'] * 1e3:.2f} ms, {r['gflops']:.1f} GFLOP/s"))
-    steps = results.get("bptt_steps", [])
-    cfg = results.get("config", {})
-    mem_rows = [r for r in steps if "peak_bytes" in r]
-    for cell in dict.fromkeys(r["cell"] for r in steps):
-        # truncated memory independent of T
-        trunc = sorted((r for r in mem_rows if r["cell"] == cell and r["kind"] == "truncated"),
-                       key=lambda r: r["seq_len"])
-        if len(trunc) >= 2:
-            lo, hi = trunc[0], trunc[-1]
-            ratio = hi["peak_bytes"] / max(lo["peak_bytes"], 1)
-            out.append(_target(f"{cell} {hi['strategy']} peak memory T={hi['seq_len']} vs "
-                               f"T={lo['seq_len']}", ratio, "within 5% (<= 1.05x)",
-                               abs(ratio - 1) <= 0.05,
-                               f"{hi['peak_bytes'] / 2**20:.2f} MiB vs "
-                               f"{lo['peak_bytes'] / 2**20:.2f} MiB"))
-        full = sorted((r for r in mem_rows if r["cell"] == cell and r["kind"] == "full"),
-                      key=lambda r: r["seq_len"])
-        if len(full) >= 2:
-            slope = linear_slope([r["seq_len"] for r in full], [r["peak_bytes"] for r in full])
-            analytic = full[0]["analytic_per_step_bytes"]
-            ratio = slope / analytic
-            out.append(_target(f"{cell} full BPTT memory slope / analytic activations", ratio,
-                               "within 1.5x (1/1.5 .. 1.5)", 1 / 1.5 <= ratio <= 1.5,
-                               f"slope {slope / 1024:.1f} KiB/step, analytic "
-                               f"{analytic / 1024:.1f} KiB/step"))
-            kept = [r for r in full if "retained_bytes" in r]
-            if len(kept) >= 2:
-                slope_kept = linear_slope([r["seq_len"] for r in kept],
-                                          [r["retained_bytes"] for r in kept])
-                out.append(_target(f"{cell} full BPTT activations kept by the forward / "
-                                   f"analytic", slope_kept / analytic,
-                                   "within 1.5x (1/1.5 .. 1.5)",
-                                   1 / 1.5 <= slope_kept / analytic <= 1.5,
-                                   f"slope {slope_kept / 1024:.1f} KiB/step"))
-        timed = [r for r in steps if r["cell"] == cell and r.get("timed")]
-        if timed:
-            t_max = max(r["seq_len"] for r in timed)
-            full_t = [r for r in timed if r["seq_len"] == t_max and r["kind"] == "full"]
-            k_min = 32 if not cfg.get("quick") else 0
-            for r in timed:
-                if (r["seq_len"] == t_max and r["kind"] == "truncated" and full_t
-                        and r["truncation_len"] >= k_min
-                        and r["update_interval"] == r["truncation_len"]):  # k1 < k2 re-reads
-                    ratio = r["us_per_token"] / full_t[0]["us_per_token"]
-                    out.append(_target(f"{cell} {r['strategy']} time/token vs full, T={t_max}",
-                                       ratio, "<= 1.1x", ratio <= 1.1,
-                                       f"{r['us_per_token']:.2f} vs "
-                                       f"{full_t[0]['us_per_token']:.2f} µs/token"))
-    return out
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -373,14 +108,6 @@ def export_pngs(figs: dict, run_dir: str | os.PathLike) -> tuple[list[str], str 
         msg = " ".join(str(exc).split()).split(". ")[0]  # one line: the first sentence
         return [], f"{type(exc).__name__}: {msg[:160]}" if msg else type(exc).__name__
     return [name for name, p in zip(figs, paths) if p.is_file() and p.stat().st_size > 0], None
-
-
-def export_png(fig, path: Path) -> bool:
-    """One figure to ``path`` (see ``export_pngs``); False when the static export failed."""
-    path = Path(path)
-    tmp = {path.stem: fig}
-    written, _ = export_pngs(tmp, path.parent)
-    return bool(written)
 
 
 def _png_note(problem: str) -> str:
