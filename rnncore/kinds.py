@@ -19,11 +19,14 @@ ENGINES = ("bptt", "autograd", "native")
 @dataclass(frozen=True)
 class CellKind:
     """What distinguishes the three cells: gate count G, gate names in torch's row order,
-    and whether the state carries a cell state c beside h (LSTM)."""
+    whether the state carries a cell state c beside h (LSTM), and ``direct_gate``, the gate
+    g whose diag(g) is the state's own path from step to step, with no W_hh on it
+    (LSTM dc'/dc = diag(f), GRU dh'/dh through the interpolation = diag(z); None for RNN)."""
 
     name: str
     gate_names: tuple[str, ...]
     has_cell_state: bool = False
+    direct_gate: str | None = None
 
     @property
     def gates(self) -> int:
@@ -37,8 +40,8 @@ class CellKind:
 
 CELL_KINDS = {
     "rnn": CellKind("rnn", ("a",)),                       # a = pre-activation
-    "lstm": CellKind("lstm", ("i", "f", "g", "o"), has_cell_state=True),
-    "gru": CellKind("gru", ("r", "z", "n")),
+    "lstm": CellKind("lstm", ("i", "f", "g", "o"), has_cell_state=True, direct_gate="f"),
+    "gru": CellKind("gru", ("r", "z", "n"), direct_gate="z"),
 }
 CELLS = tuple(CELL_KINDS)
 GATES = {name: kind.gates for name, kind in CELL_KINDS.items()}
