@@ -12,6 +12,7 @@ from typing import Iterable
 
 import pandas as pd
 
+from rnncore.checkpoint import CheckpointError, latest_checkpoint, read_meta, read_step_records
 from rnncore.gradflow.config import GradFlowError
 
 CLIP_COLUMNS = ["step", "grad_norm", "clip_threshold", "clipped"]
@@ -46,31 +47,36 @@ def clip_rate(frame: pd.DataFrame) -> float:
 
 
 def load_step_records(path: str | Path, clip_threshold: float | None = None) -> pd.DataFrame:
-    """Read step records from a JSON-lines file (one record per line) or a JSON list, or
-    a checkpoint/run directory holding ``steps.jsonl`` or ``meta.json`` with ``steps``."""
+    """Step records of a run: its directory or step log (JSON lines, as the trainer writes
+    it, read through ``rnncore.checkpoint``), or a ``.json`` file holding a list of records
+    (or a dict with ``steps``/``history``). Without ``clip_threshold`` a run directory's
+    latest checkpoint gives the run's ``clip_norm``."""
     path = Path(path)
-    if path.is_dir():
-        for name in ("steps.jsonl", "steps.json", "meta.json"):
-            if (path / name).is_file():
-                path = path / name
-                break
-        else:
-            raise GradFlowError(f"{path} holds no step records (steps.jsonl)")
-    if not path.is_file():
-        raise GradFlowError(f"step records not found: {path}")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix == ".jsonl":
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
-            data = json.loads(text)
-            records = data.get("steps", data.get("history", [])) if isinstance(data, dict) \
-                else data
-    except json.JSONDecodeError as exc:
-        raise GradFlowError(f"{path} is not valid JSON: {exc.msg}") from None
-    if not isinstance(records, list):
-        raise GradFlowError(f"{path}: step records must be a list")
-    if clip_threshold is None and path.name == "meta.json" and isinstance(data, dict):
-        clip_threshold = (data.get("train_config") or {}).get("clip_norm")
+    if path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except OSError:
+            raise GradFlowError(f"step records not found: {path}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise GradFlowError(f"{path} is not valid JSON: {exc}") from None
+        records = data.get("steps", data.get("history")) if isinstance(data, dict) else data
+        if not isinstance(records, list):
+            raise GradFlowError(f"{path}: step records must be a list")
+    else:
+        try:
+            records = read_step_records(path)
+        except CheckpointError as exc:
+            raise GradFlowError(str(exc)) from None
+        if clip_threshold is None and path.is_dir():
+            clip_threshold = _run_clip_norm(path)
     return clipping_frame(records, clip_threshold)
 
+
+def _run_clip_norm(run_dir: Path) -> float | None:
+    latest = latest_checkpoint(run_dir)
+    if latest is None:
+        return None
+    try:
+        return (read_meta(latest).get("train_config") or {}).get("clip_norm")
+    except CheckpointError:
+        return None
