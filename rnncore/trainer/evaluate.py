@@ -1,0 +1,50 @@
+"""Validation: ``evaluate_model`` over whole poems, and the metrics of summed losses
+(``metrics_from_sums``, which the data-parallel trainer applies to all ranks' sums)."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from rnncore import data as D
+from rnncore.model import CharRNN
+
+LN2 = math.log(2.0)
+
+
+@torch.no_grad()
+def evaluate_model(model: CharRNN, encoded_poems: list[list[int]], batch_size: int = 64,
+                   device: torch.device | str | None = None) -> dict:
+    """Validation metrics over whole poems, each from the zero state.
+
+    Returns ``loss_sum`` (nats), ``characters`` (predicted symbols, ``<eos>`` included, pad
+    excluded), ``loss = loss_sum / characters``, ``bpc = loss / ln 2``,
+    ``perplexity = exp(loss)``. The model's train/eval mode is restored afterwards.
+    """
+    if not encoded_poems:
+        raise ValueError("no validation poems to evaluate on")
+    was_training = model.training
+    model.eval()
+    device = device or next(model.parameters()).device
+    total, count = 0.0, 0
+    try:
+        for batch in D.poem_batches(encoded_poems, batch_size, shuffle=False):
+            logits, _ = model(batch.inputs.to(device))
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(),
+                                   batch.targets.to(device).reshape(-1),
+                                   ignore_index=D.IGNORE_INDEX, reduction="sum")
+            total += float(loss)
+            count += int(batch.mask.sum())
+    finally:
+        model.train(was_training)
+    return metrics_from_sums(total, count)
+
+
+def metrics_from_sums(loss_sum: float, characters: int) -> dict:
+    """``loss_sum`` nats over ``characters`` predicted symbols -> the dict of
+    ``evaluate_model``."""
+    # exp overflows a float past ~709 nats: a diverged model gets a huge perplexity, not inf
+    loss = loss_sum / max(characters, 1)
+    return {"loss_sum": loss_sum, "characters": characters, "loss": loss, "bpc": loss / LN2,
+            "perplexity": math.exp(min(loss, 700.0))}
