@@ -6,7 +6,7 @@ Every engine computes the input projection for all time steps at once,
 
 so a step only adds the recurrent part. These functions are the plain, autograd-friendly
 definition of a step; the ``"autograd"`` engine loops over them and the gradient-flow
-probes differentiate them. The ``"bptt"`` engine (functional.py) computes the same
+probes differentiate them. The ``"bptt"`` engine (rnncore.functional) computes the same
 numbers with hand-written forward/backward loops.
 
 Shapes: ``x_proj`` (B, G*H), ``h``/``c`` (B, H), ``w_hh`` (G*H, H), ``b_hh`` (G*H,) or None.

@@ -5,7 +5,7 @@ gate order (LSTM i,f,g,o; GRU r,z,n), initialisation (U(-1/sqrt(H), 1/sqrt(H))) 
 ``forward(input, hx=None)`` returns, so state dicts move both ways. One extra argument,
 ``engine``, picks how the sequence is computed:
 
-- ``"bptt"``    our hand-derived forward/backward through time (functional.py);
+- ``"bptt"``    our hand-derived forward/backward through time (rnncore.functional);
 - ``"autograd"`` a Python loop over cell steps (cells.py) that autograd differentiates:
                  the reference the tests and the app compare against;
 - ``"native"``  torch's own kernels (oneDNN on CPU, cuDNN on CUDA), for comparison.
