@@ -1,0 +1,243 @@
+"""``JobManager``: runs each ``Trainer`` in a daemon thread with a ``threading.Event`` to stop it.
+
+Jobs are keyed by a *session id* (one per browser session): a session only ever sees and
+controls its own jobs. An uploaded corpus is saved in the job's run directory, so a run can
+be resumed from its latest checkpoint after the server restarts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import torch
+
+from rnncore import data as D
+from rnncore.checkpoint import latest_checkpoint
+from rnncore.jobs.job import ACTIVE, JobError, JobSnapshot, _Job, form_for_poems
+from rnncore.jobs.runs import CheckpointInfo, default_runs_dir, list_runs, new_run_dir
+from rnncore.model import ModelConfig
+from rnncore.trainer import TrainConfig, Trainer
+
+class JobManager:
+    """Starts, tracks and stops training jobs; thread-safe; one per process.
+
+    ``max_active`` jobs may train at once (over all sessions): more would only slow each
+    other down on a small machine. ``torch_threads`` (if set) is applied with
+    ``torch.set_num_threads`` when a job starts, so the server thread stays responsive.
+    """
+
+    def __init__(self, runs_dir: str | os.PathLike | None = None, max_active: int = 2,
+                 torch_threads: int | None = None) -> None:
+        if max_active < 1:
+            raise ValueError(f"max_active must be at least 1, got {max_active}")
+        self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+        self.max_active = max_active
+        self.torch_threads = torch_threads
+        self._lock = threading.Lock()
+        self._jobs: dict[str, _Job] = {}        # job_id -> job
+        self._order: dict[str, list[str]] = {}  # session_id -> job ids, oldest first
+
+    # ---- queries
+
+    def _job(self, session_id: str, job_id: str | None) -> _Job | None:
+        with self._lock:
+            ids = self._order.get(session_id, [])
+            if job_id is None:
+                job_id = ids[-1] if ids else None
+            if job_id not in ids:
+                return None
+            return self._jobs[job_id]
+
+    def snapshot(self, session_id: str, job_id: str | None = None) -> JobSnapshot | None:
+        """The session's job ``job_id`` (default: its newest), or None."""
+        job = self._job(session_id, job_id)
+        return None if job is None else job.snapshot()
+
+    def jobs(self, session_id: str) -> list[JobSnapshot]:
+        with self._lock:
+            jobs = [self._jobs[j] for j in self._order.get(session_id, [])]
+        return [j.snapshot() for j in jobs]
+
+    def active_count(self) -> int:
+        with self._lock:
+            return sum(1 for j in self._jobs.values() if j.status in ACTIVE)
+
+    def list_runs(self, session_id: str | None = None) -> list[CheckpointInfo]:
+        return list_runs(self.runs_dir, session_id)
+
+    list_checkpoints = list_runs  # its former name, kept for the pages
+
+    # ---- control
+
+    def start(self, session_id: str, model_config: ModelConfig, train_config: TrainConfig,
+              data_config: D.DataConfig | None = None, *, corpus: D.Corpus | None = None,
+              corpus_upload: tuple[str, bytes] | None = None,
+              budget_s: float | None = None, label: str = "") -> str:
+        """Start training in the background; returns the job id.
+
+        ``budget_s`` sets ``max_minutes`` (default: ``train_config.max_minutes``);
+        ``corpus`` (already loaded) saves reparsing;
+        ``corpus_upload = (filename, bytes)`` is written into the run directory and used as
+        the corpus (validated first: a bad file raises ``CorpusError``).
+        """
+        data_config = data_config or D.DataConfig()
+        self._check_capacity()
+        if budget_s is not None:
+            if not budget_s > 0:
+                raise JobError(f"the time budget must be positive, got {budget_s}")
+            train_config = dataclasses.replace(train_config, max_minutes=budget_s / 60.0)
+        elif train_config.max_minutes:
+            budget_s = train_config.max_minutes * 60.0
+        if corpus_upload is not None and corpus is None:
+            name, raw = corpus_upload
+            corpus = D.load_corpus_bytes(raw, name, simplified=data_config.simplified)
+        if corpus is not None and len(corpus) == 0:
+            raise D.CorpusError("the corpus has no valid poems "
+                                f"(rejected: {corpus.skip_reasons or 'none'})")
+        run_dir = new_run_dir(self.runs_dir, model_config)
+        if corpus_upload is not None:
+            name, raw = corpus_upload
+            suffix = ".json" if name.lower().endswith(".json") else ".txt"
+            path = run_dir / f"corpus{suffix}"
+            path.write_bytes(raw)
+            data_config = dataclasses.replace(data_config, corpus=str(path.resolve()))
+        train_config = dataclasses.replace(train_config, out_dir=str(run_dir))
+        job = _Job(job_id=run_dir.name, session_id=session_id, run_dir=run_dir,
+                   label=label or run_dir.name, model_config=model_config,
+                   train_config=train_config, data_config=data_config, budget_s=budget_s,
+                   created=_dt.datetime.now().isoformat(timespec="seconds"),
+                   corpus=corpus if corpus_upload is None else None)
+        job.save_job_file()
+        self._launch(job, lambda: Trainer(model_config, train_config, data_config,
+                                          corpus=corpus))
+        return job.job_id
+
+    def resume(self, session_id: str, job_id: str | None = None, *,
+               budget_s: float | None = None, corpus: D.Corpus | None = None) -> str:
+        """Continue the session's job ``job_id`` (default: newest) from its latest
+        checkpoint, in the same run directory, for another ``budget_s`` seconds."""
+        old = self._job(session_id, job_id)
+        if old is None:
+            raise JobError("no training run of this session to resume")
+        if old.status in ACTIVE:
+            raise JobError("this run is still training; stop it before resuming")
+        ckpt = latest_checkpoint(old.run_dir)
+        if ckpt is None:
+            raise JobError(f"{old.run_dir.name} has no checkpoint to resume from")
+        self._check_capacity()
+        budget = budget_s if budget_s is not None else old.budget_s
+        overrides = {"out_dir": str(old.run_dir)}
+        if budget:
+            overrides["max_minutes"] = budget / 60.0
+        if old.train_config.max_steps is not None:
+            # a step limit counts from the start of the run: extend it by as many steps
+            overrides["max_steps"] = old.step + old.train_config.max_steps
+        if old.data_config.corpus != "tang":
+            corpus = None  # the uploaded corpus was saved in the run directory
+        elif corpus is None:
+            corpus = old.corpus
+        train_config = TrainConfig.from_dict({**old.train_config.to_dict(), **overrides})
+        job = _Job(job_id=f"{old.run_dir.name}+{uuid.uuid4().hex[:4]}", session_id=session_id,
+                   run_dir=old.run_dir, label=old.label, model_config=old.model_config,
+                   train_config=train_config, data_config=old.data_config, budget_s=budget,
+                   created=old.created, corpus=corpus)
+        with old.lock:  # continue the charts where the last run stopped
+            job.steps, job.evals = list(old.steps), list(old.evals)
+            job.samples, job.checkpoints = list(old.samples), list(old.checkpoints)
+            job.step, job.elapsed_s = old.step, old.elapsed_s
+        job.elapsed_before = old.elapsed_s
+        self._launch(job, lambda: Trainer.resume(ckpt, overrides, corpus=corpus))
+        return job.job_id
+
+    def stop(self, session_id: str, job_id: str | None = None) -> bool:
+        """Ask the job to stop after its current step (it then saves a checkpoint)."""
+        job = self._job(session_id, job_id)
+        if job is None or job.status not in ACTIVE:
+            return False
+        job.stop_event.set()
+        with job.lock:
+            job.status = "stopping"
+        return True
+
+    def wait(self, session_id: str, job_id: str | None = None,
+             timeout: float | None = None) -> JobSnapshot | None:
+        """Block until the job's thread ends (tests, CLI)."""
+        job = self._job(session_id, job_id)
+        if job is None:
+            return None
+        if job.thread is not None:
+            job.thread.join(timeout)
+        return job.snapshot()
+
+    def stop_all(self, timeout: float | None = 10.0) -> None:
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            job.stop_event.set()
+        for job in jobs:
+            if job.thread is not None:
+                job.thread.join(timeout)
+
+    # ---- internals
+
+    def _check_capacity(self) -> None:
+        active = self.active_count()
+        if active >= self.max_active:
+            raise JobError(f"{active} training job(s) are already running on this server "
+                           f"(at most {self.max_active}); stop one or wait for it to finish")
+
+    def _launch(self, job: _Job, build) -> None:
+        if self.torch_threads:
+            torch.set_num_threads(self.torch_threads)
+        with self._lock:
+            self._jobs[job.job_id] = job
+            self._order.setdefault(job.session_id, []).append(job.job_id)
+        job.run_started = time.perf_counter()
+        job.thread = threading.Thread(target=self._run, args=(job, build), daemon=True,
+                                      name=f"rnncore-job-{job.job_id}")
+        job.thread.start()
+
+    def _run(self, job: _Job, build) -> None:
+        if self.torch_threads:
+            # OpenMP's thread count is per calling thread: set it in the training thread
+            torch.set_num_threads(self.torch_threads)
+        try:
+            trainer = build()
+            job.trainer = trainer
+            job.sample_form = form_for_poems(trainer.data.train_poems)
+            stats = trainer.data.corpus.stats()
+            with job.lock:
+                job.data_stats = {k: stats[k] for k in ("source", "skipped")}
+                job.data_stats.update(
+                    poems=len(trainer.data.train) + len(trainer.data.val),
+                    train_poems=len(trainer.data.train), val_poems=len(trainer.data.val),
+                    vocab_size=len(trainer.vocab))
+                if job.status == "preparing":
+                    job.status = "running"
+            job.run_started = time.perf_counter()
+            job.save_job_file()
+            result = trainer.run(callbacks=job, stop_event=job.stop_event)
+            with job.lock:
+                job.status = "stopped" if result.stop_reason == "stopped" else "finished"
+                job.message = f"stopped: {result.stop_reason.replace('_', ' ')} after " \
+                              f"{result.steps} steps"
+                job.elapsed_s = job.elapsed_before + result.elapsed_s
+                if result.checkpoint and result.checkpoint not in job.checkpoints:
+                    job.checkpoints.append(result.checkpoint)
+        except ValueError as exc:  # user-fixable: bad corpus, bad setting, bad checkpoint
+            with job.lock:
+                job.status, job.message = "failed", str(exc)
+        except Exception as exc:  # keep the server alive; show what happened
+            with job.lock:
+                job.status, job.message = "failed", f"{type(exc).__name__}: {exc}"
+        finally:
+            job.trainer = None  # free the model and optimizer
+            try:
+                job.save_job_file()
+            except OSError:
+                pass
