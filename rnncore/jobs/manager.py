@@ -222,21 +222,25 @@ class JobManager:
             job.run_started = time.perf_counter()
             job.save_job_file()
             result = trainer.run(callbacks=job, stop_event=job.stop_event)
-            with job.lock:
-                job.status = "stopped" if result.stop_reason == "stopped" else "finished"
-                job.message = f"stopped: {result.stop_reason.replace('_', ' ')} after " \
-                              f"{result.steps} steps"
+            self._finish(job, "stopped" if result.stop_reason == "stopped" else "finished",
+                         f"stopped: {result.stop_reason.replace('_', ' ')} after "
+                         f"{result.steps} steps", result)
+        except ValueError as exc:  # user-fixable: bad corpus, bad setting, bad checkpoint
+            self._finish(job, "failed", str(exc))
+        except Exception as exc:  # keep the server alive; show what happened
+            self._finish(job, "failed", f"{type(exc).__name__}: {exc}")
+
+    @staticmethod
+    def _finish(job: _Job, status: str, message: str, result=None) -> None:
+        """Publish a job's end. job.json is written under the job's lock, before the new
+        status is visible: whoever sees the job finished also finds its run on disk."""
+        job.trainer = None  # free the model and optimizer
+        with job.lock:
+            job.status, job.message = status, message
+            if result is not None:
                 job.elapsed_s = job.elapsed_before + result.elapsed_s
                 if result.checkpoint and result.checkpoint not in job.checkpoints:
                     job.checkpoints.append(result.checkpoint)
-        except ValueError as exc:  # user-fixable: bad corpus, bad setting, bad checkpoint
-            with job.lock:
-                job.status, job.message = "failed", str(exc)
-        except Exception as exc:  # keep the server alive; show what happened
-            with job.lock:
-                job.status, job.message = "failed", f"{type(exc).__name__}: {exc}"
-        finally:
-            job.trainer = None  # free the model and optimizer
             try:
                 job.save_job_file()
             except OSError:

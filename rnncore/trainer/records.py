@@ -110,7 +110,7 @@ class Callbacks:
         if callbacks is None:
             callbacks = []
         elif isinstance(callbacks, dict) or not isinstance(callbacks, (list, tuple)):
-            callbacks = [callbacks]  # one object (e.g. a jobs.Job) or one dict
+            callbacks = [callbacks]  # one object (e.g. a jobs._Job) or one dict
         self._callbacks = list(callbacks)
 
     def add(self, callback: CallbackSpec) -> None:
