@@ -28,18 +28,25 @@ Masks (``True`` = allowed, each a (B, V) or (V,) bool tensor built from the voca
   template accepts it. Characters forced by acrostic / prefix / locked lines are counted
   before decoding starts, so free positions already follow the template they fit.
 
-If a hard mask leaves a row without any token, the tone mask is dropped for that position,
-then the rhyme mask (a note on the poem says where); the structure mask is never dropped.
+Repetition rules, for every strategy (as the rules of 律詩 and 絕句 have it, and so greedy
+and beam search cannot loop): a character that ends a rhyming line (line 1 and every even
+line) never ends another one in the same poem, and no 3-character sequence inside a line
+occurs twice in the poem (so no line repeats either). Forced characters are exempt.
+
+If a hard mask leaves a row without any token, the repetition rule is dropped first, then
+the tone mask for that position, then the rhyme mask (a note on the poem says where); the
+structure mask is never dropped.
 
 Sampling draws from the scores (``sampling``), greedy takes the argmax. Beam search keeps
-``max(beam_width, num)`` rows scored by the sum of (penalised) log-probs.
+``max(beam_width, num)`` rows scored by the sum of (penalised) log-probs at the given
+temperature; ``top_k``/``top_p`` limit each row's expansions as they limit a draw.
 """
 from __future__ import annotations
 
 import torch
 
 from rnncore.generate.config import GenerationConfig, GenerationError
-from rnncore.generate.sampling import _draw, _Uniforms
+from rnncore.generate.sampling import _draw, _filter_top_k, _nucleus_keep, _Uniforms
 from rnncore.generate.stepper import _LSTMStepper, _ModelEngine
 from rnncore.generate.tables import _tables, _template_codes, _union_kinds, _vocab_char
 
@@ -98,7 +105,17 @@ class _Decoder:
         else:
             self.tone_bias = t.tone_bias
         self.tone_rows = list(self.tone_bias.unbind(0))
+        # repetition state per row: tokens so far, the 3-grams inside lines as
+        # (a, b) -> {c}, and the characters that ended rhyming lines
+        self.hist: list[list[int]] = [[] for _ in range(rows)]
+        self.seen3: list[dict] = [{} for _ in range(rows)]
+        self.rhyme_used: list[set] = [set() for _ in range(rows)]
         self._init_from_fixed()
+
+    def _rhyming_end(self, line: int, col: int) -> bool:
+        """(line, col) is the last character of a line that rhymes: line 1 (when its
+        character is read 平) and every even line."""
+        return col == self.form.line_length - 1 and (line % 2 == 1 or line == 0)
 
     def _init_from_fixed(self) -> None:
         """Count template violations and narrow the rhyme groups from fixed characters, so
@@ -107,7 +124,10 @@ class _Decoder:
         for (line, col), tok in self.fixed_ids.items():
             if self.cfg.tones:
                 self._count_violations([tok] * self.rows, line, col)
-            rhyme_pos = col == W - 1 and (line % 2 == 1 or (line == 0 and bool(t.level_only[tok])))
+            if self._rhyming_end(line, col):
+                for used in self.rhyme_used:  # free line ends must not repeat it
+                    used.add(tok)
+            rhyme_pos = self._rhyming_end(line, col) and (line > 0 or bool(t.level_only[tok]))
             if self.cfg.rhyme and rhyme_pos:
                 narrowed = self.groups & t.rhyme[tok]
                 if bool(narrowed.any()):
@@ -142,8 +162,8 @@ class _Decoder:
                 ) -> torch.Tensor:
         """Constrained log-scores (B, V) = ``scale * base`` plus the masks / penalties at a
         free character position (``base``: logits or log-probs)."""
-        cfg, W, t = self.cfg, self.form.line_length, self.t
-        rhyme_here = cfg.rhyme and col == W - 1 and (line % 2 == 1 or line == 0)
+        cfg, t = self.cfg, self.t
+        rhyme_here = cfg.rhyme and self._rhyming_end(line, col)
         kinds = self._tone_kinds(line, col) if cfg.tones else [0] * self.rows
         hard = cfg.constraint == "hard"
         if not rhyme_here or not hard:
@@ -189,15 +209,50 @@ class _Decoder:
                 forced: bool) -> None:
         """Advance the tone and rhyme state after writing ``tok`` (B,) (``ids`` as a list)
         at (line, col)."""
-        cfg, t, W = self.cfg, self.t, self.form.line_length
+        cfg, t = self.cfg, self.t
         if cfg.tones and not forced:  # fixed characters were counted up front
             self._count_violations(ids, line, col)
-        if cfg.rhyme and col == W - 1 and (line % 2 == 1 or line == 0):
+        if cfg.rhyme and self._rhyming_end(line, col):
             narrowed = self.groups & t.rhyme[tok]
             apply = narrowed.any(1)
             if line == 0:
                 apply &= t.level_only[tok]
             self.groups = torch.where(apply[:, None], narrowed, self.groups)
+
+    def _record(self, ids: list[int], line: int, col: int) -> None:
+        """Remember what each row wrote at (line, col) for the repetition rules."""
+        W, rhyming = self.form.line_length, self._rhyming_end(line, col)
+        for hist, seen, used, i in zip(self.hist, self.seen3, self.rhyme_used, ids):
+            hist.append(i)
+            if 2 <= col < W:
+                seen.setdefault((hist[-3], hist[-2]), set()).add(i)
+            if rhyming:
+                used.add(i)
+
+    def _ban_repeats(self, scores: torch.Tensor, line: int, col: int) -> torch.Tensor:
+        """``scores`` (B, V) with the repetition rules applied in place: -inf for a 3-gram
+        this row already wrote and, at a rhyming line end, for a character that already
+        ended one. A row the ban would leave without any token keeps its scores."""
+        rows, toks = [], []
+        rhyming = self._rhyming_end(line, col)
+        for r, (hist, seen, used) in enumerate(zip(self.hist, self.seen3, self.rhyme_used)):
+            banned = set(seen.get((hist[-2], hist[-1]), ())) if col >= 2 else set()
+            if rhyming:
+                banned |= used
+            rows += [r] * len(banned)
+            toks += banned
+        if not rows:
+            return scores
+        index = (torch.tensor(rows), torch.tensor(toks))
+        before = scores[index]
+        scores[index] = float("-inf")
+        empty = ~torch.isfinite(scores).any(1)
+        if bool(empty.any()):
+            keep = empty[index[0]]
+            scores[index[0][keep], index[1][keep]] = before[keep]
+            self._note_rows(empty, f"repetition allowed at line {line + 1} character "
+                                   f"{col + 1} (no other character fits)")
+        return scores
 
     def _count_violations(self, ids: list[int], line: int, col: int) -> None:
         """Add, per row, one violation to every template whose requirement at (line, col)
@@ -220,6 +275,9 @@ class _Decoder:
         self.viol = [list(self.viol[i]) for i in rows]
         self.groups = self.groups.index_select(0, index)
         self.notes = [list(self.notes[i]) for i in rows]
+        self.hist = [list(self.hist[i]) for i in rows]
+        self.seen3 = [{k: set(v) for k, v in self.seen3[i].items()} for i in rows]
+        self.rhyme_used = [set(self.rhyme_used[i]) for i in rows]
 
     def _prime_ids(self, style_ids: list[int]) -> list[int]:
         """``BOS`` (or ``BOS style EOS BOS``), fed once before the poem."""
@@ -255,7 +313,7 @@ class _Decoder:
             else:
                 logits = engine.head(top)
                 # softmax is shift-invariant, so scaled logits stand in for log-probs
-                scores = self._scores(logits, line, col, inv_temp)
+                scores = self._ban_repeats(self._scores(logits, line, col, inv_temp), line, col)
                 if greedy:
                     ids = scores.argmax(dim=-1).tolist()
                 else:
@@ -263,6 +321,7 @@ class _Decoder:
                 tok = self._token_tensor(ids)
                 logprobs[pos] = torch.log_softmax(logits, dim=-1).gather(1, tok.view(B, 1))
             tokens[pos] = ids
+            self._record(ids, line, col)
             if col < W:
                 self._update(tok, ids, line, col, forced >= 0)
             if pos + 1 < P:
@@ -281,6 +340,7 @@ class _Decoder:
     def _run_beam(self, style_ids: list[int]):
         cfg, form, engine = self.cfg, self.form, self.engine
         W, P, B = form.line_length, form.num_tokens, self.rows
+        inv_temp = 1.0 / cfg.temperature
         top, state = engine.start(self._prime_ids(style_ids), B)
         tokens = torch.empty(B, P, dtype=torch.long)
         logprobs = torch.empty(B, P)
@@ -289,12 +349,19 @@ class _Decoder:
         for pos in range(P):
             line, col = divmod(pos, W + 1)
             forced = self.forced[pos]
-            logp = torch.log_softmax(engine.head(top), dim=-1)
+            logits = engine.head(top)
+            logp = torch.log_softmax(logits, dim=-1)  # reported: the model's own
+            # scored: at the temperature, like a draw
+            slogp = logp if inv_temp == 1.0 else torch.log_softmax(logits * inv_temp, dim=-1)
             if forced >= 0:
                 tok = torch.full((B,), forced, dtype=torch.long)
-                beam_score = beam_score + logp[:, forced]
+                beam_score = beam_score + slogp[:, forced]
             else:
-                scores = self._scores(logp, line, col)
+                scores = self._ban_repeats(self._scores(slogp, line, col), line, col)
+                scores = _filter_top_k(scores, cfg.top_k)
+                if cfg.top_p < 1.0:
+                    keep = _nucleus_keep(torch.softmax(scores, dim=-1), cfg.top_p)
+                    scores = scores.masked_fill(~keep, float("-inf"))
                 cand = (beam_score[:, None] + scores).reshape(-1)
                 best, flat = torch.topk(cand, B)
                 parent, tok = flat // logp.shape[1], flat % logp.shape[1]
@@ -309,6 +376,7 @@ class _Decoder:
                 self.reorder(parent)
             tokens[:, pos] = tok
             logprobs[:, pos] = logp.gather(1, tok[:, None])[:, 0]
+            self._record(tok.tolist(), line, col)
             if col < W:
                 self._update(tok, tok.tolist(), line, col, forced >= 0)
             if pos + 1 < P:
