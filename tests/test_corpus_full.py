@@ -22,6 +22,7 @@ from rnncore.data import (
     load_corpus,
     prepare_data,
     split_by_form,
+    split_corpus,
     split_lines,
     to_simplified,
 )
@@ -303,6 +304,8 @@ def test_prepare_data_on_the_full_corpus_removes_bundled_held_out(tmp_path, cach
     assert prepared.excluded == {"bundled_held_out": 2}
     assert len(prepared.train) == 4 and prepared.val == []
     assert all(c in prepared.vocab for p in prepared.train_poems for c in p.text)
+    first = split_corpus(prepared.corpus, DataConfig(corpus="x", max_poems=2, val_fraction=0.5))
+    assert first.train + first.val == prepared.corpus.poems[:2]  # each form its own group
 
 
 # --------------------------------------------------------------------------- the command

@@ -24,7 +24,13 @@ from rnncore.data.corpus import (
     split_lines,
     validate_lines,
 )
-from rnncore.data.split import Split, bundled_held_out, split_by_form, split_poems
+from rnncore.data.split import (
+    Split,
+    bundled_held_out,
+    split_by_form,
+    split_corpus,
+    split_poems,
+)
 from rnncore.data.vocab import Vocab
 from rnncore.poetry import (
     END_MARKS,
@@ -40,7 +46,7 @@ _BATCHES = ("IGNORE_INDEX", "PoemBatch", "PreparedData", "StreamBatcher", "colla
 
 __all__ = [
     *_BATCHES,
-    "split_poems", "Split", "bundled_held_out", "split_by_form",
+    "split_poems", "Split", "bundled_held_out", "split_by_form", "split_corpus",
     "DataConfig", "MAX_CORPUS_BYTES", "MAX_LINE_CHARS", "MIN_LINE_CHARS", "OTHER_FORM",
     "Corpus", "CorpusError", "Poem", "load_bundled_records", "load_corpus",
     "load_corpus_bytes", "record_lines", "split_lines", "validate_lines", "Vocab",

@@ -15,7 +15,7 @@ import torch
 
 from rnncore.data.config import DataConfig
 from rnncore.data.corpus import Corpus, Poem, load_corpus
-from rnncore.data.split import Split, split_by_form, split_poems
+from rnncore.data.split import split_corpus
 from rnncore.data.vocab import Vocab
 
 IGNORE_INDEX = -100  # target value that torch.nn.functional.cross_entropy skips
@@ -35,15 +35,11 @@ class PreparedData:
 
 
 def prepare_data(cfg: DataConfig, corpus: Corpus | None = None) -> PreparedData:
-    """Load (unless ``corpus`` is given), truncate to ``max_poems``, split (per form for a
-    ``by_form`` corpus: ``split_by_form``), build the vocab over the kept poems and encode."""
+    """Load (unless ``corpus`` is given), split (``split_corpus``: ``max_poems``, per form
+    for the full Tang corpus), build the vocab over the kept poems and encode."""
     if corpus is None:
         corpus = load_corpus(cfg.corpus, simplified=cfg.simplified)
-    poems = corpus.poems[: cfg.max_poems] if cfg.max_poems else list(corpus.poems)
-    if corpus.by_form:
-        split = split_by_form(poems, cfg.val_fraction, cfg.seed)
-    else:
-        split = Split(*split_poems(poems, cfg.val_fraction, cfg.seed))
+    split = split_corpus(corpus, cfg)
     vocab = Vocab.build(p.text for p in split.train + split.val)
     return PreparedData(
         corpus=corpus,

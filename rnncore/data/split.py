@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from rnncore.data.config import DataConfig
-from rnncore.data.corpus import Poem, load_corpus
+from rnncore.data.corpus import Corpus, Poem, load_corpus
 from rnncore.data.neardup import THRESHOLD, NearDupIndex, normalised
 
 
@@ -84,3 +84,12 @@ def split_by_form(poems: Sequence[Poem], val_fraction: float = 0.05, seed: int =
         else:
             train.append(poem)
     return Split(train, val, dict(excluded))
+
+
+def split_corpus(corpus: Corpus, cfg: DataConfig) -> Split:
+    """The split training uses: the first ``cfg.max_poems`` poems, split per form
+    (``split_by_form``) for a ``by_form`` corpus, else by ``split_poems``."""
+    poems = corpus.poems[: cfg.max_poems] if cfg.max_poems else list(corpus.poems)
+    if corpus.by_form:
+        return split_by_form(poems, cfg.val_fraction, cfg.seed)
+    return Split(*split_poems(poems, cfg.val_fraction, cfg.seed))
