@@ -351,6 +351,10 @@ def test_fetch_with_npm(tmp_path, cache, monkeypatch, capsys):
     dest.write_bytes(b"damaged")  # a corrupt file is reported, never replaced
     rc, _, err = run_cli(capsys, "corpus", "fetch")
     assert rc == 2 and "delete it to fetch again" in err and dest.read_bytes() == b"damaged"
+    dest.unlink()
+    dest.mkdir()
+    rc, _, err = run_cli(capsys, "corpus", "fetch")
+    assert rc == 2 and err.startswith("error: cannot read") and dest.is_dir()
 
 
 def test_fetch_when_npm_fails(tmp_path, cache, monkeypatch, capsys):

@@ -19,7 +19,10 @@ NPM_TIMEOUT_S = 1800  # 85 MB over a slow line
 
 
 def _check(path: Path, what: str) -> None:
-    found = tang.integrity_of(tang.file_sha512(path))
+    try:
+        found = tang.integrity_of(tang.file_sha512(path))
+    except OSError as exc:  # a folder or an unreadable file where the tarball belongs
+        raise CorpusError(f"cannot read {path}: {exc.strerror or exc}") from None
     if found != tang.INTEGRITY:
         raise CorpusError(f"{what} is not {tang.PACKAGE}@{tang.VERSION}: its integrity is "
                           f"{found}, expected {tang.INTEGRITY}")

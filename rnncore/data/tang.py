@@ -22,7 +22,7 @@ not a JSON array of records counts once as ``unreadable_file``. Each poem's form
 ``Poem.form``. Parsing the tarball takes 5-10 s on two busy cores, so a validated copy of
 its poems is kept in ``cache_dir()`` as gzipped JSON (5 MB) keyed by the tarball's sha512
 (``CACHE_FORMAT``): about 1 s to load. A copy that does not read back is rebuilt (it is
-derived data).
+derived data); a checkout is parsed every time.
 
 chinese-poetry 2.0.1 (``scripts/tang_corpus_report.py``): 47,416 poems remain (2,754,536
 characters of verse, 8,422 distinct): 3,735 wujue, 10,311 qijue, 14,304 wulv, 7,895 qilv
