@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("train", "evaluate", "generate", "gradflow")
+COMMANDS = ("train", "evaluate", "generate", "gradflow", "corpus")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,34 +8,17 @@ two layouts the trainer reads.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, NamedTuple, Sequence
 
 import torch
 
 from rnncore.data.config import DataConfig
 from rnncore.data.corpus import Corpus, Poem, load_corpus
+from rnncore.data.split import split_corpus
 from rnncore.data.vocab import Vocab
 
 IGNORE_INDEX = -100  # target value that torch.nn.functional.cross_entropy skips
-
-
-def split_poems(poems: Sequence, val_fraction: float = 0.05, seed: int = 0) -> tuple[list, list]:
-    """Deterministic train/validation split: a seeded permutation picks
-    ``round(len * val_fraction)`` poems (at least 1 when ``val_fraction > 0`` and there are
-    two or more poems) for validation. Both parts keep the corpus order."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    n = len(poems)
-    n_val = round(n * val_fraction)
-    if val_fraction > 0 and n >= 2:
-        n_val = min(max(n_val, 1), n - 1)
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    val_idx = set(order[:n_val])
-    train = [p for i, p in enumerate(poems) if i not in val_idx]
-    val = [p for i, p in enumerate(poems) if i in val_idx]
-    return train, val
 
 
 @dataclass
@@ -48,23 +31,24 @@ class PreparedData:
     val: list[list[int]]
     train_poems: list[Poem]
     val_poems: list[Poem]
+    excluded: dict[str, int] = field(default_factory=dict)  # Split.excluded
 
 
 def prepare_data(cfg: DataConfig, corpus: Corpus | None = None) -> PreparedData:
-    """Load (unless ``corpus`` is given), truncate to ``max_poems``, build the vocab over the
-    kept poems, split and encode."""
+    """Load (unless ``corpus`` is given), split (``split_corpus``: ``max_poems``, per form
+    for the full Tang corpus), build the vocab over the kept poems and encode."""
     if corpus is None:
         corpus = load_corpus(cfg.corpus, simplified=cfg.simplified)
-    poems = corpus.poems[: cfg.max_poems] if cfg.max_poems else list(corpus.poems)
-    vocab = Vocab.build(p.text for p in poems)
-    train_poems, val_poems = split_poems(poems, cfg.val_fraction, cfg.seed)
+    split = split_corpus(corpus, cfg)
+    vocab = Vocab.build(p.text for p in split.train + split.val)
     return PreparedData(
         corpus=corpus,
         vocab=vocab,
-        train=[vocab.encode_poem(p.text) for p in train_poems],
-        val=[vocab.encode_poem(p.text) for p in val_poems],
-        train_poems=train_poems,
-        val_poems=val_poems,
+        train=[vocab.encode_poem(p.text) for p in split.train],
+        val=[vocab.encode_poem(p.text) for p in split.val],
+        train_poems=split.train,
+        val_poems=split.val,
+        excluded=split.excluded,
     )
 
 

@@ -10,7 +10,8 @@ from rnncore.data.corpus import CorpusError
 
 @dataclass
 class DataConfig(DictConfig):
-    """What to train on. ``corpus`` is ``"tang"`` (bundled) or a file/directory path.
+    """What to train on. ``corpus`` is ``"tang"`` (bundled), ``"quantangshi"`` (the full Tang
+    corpus, split per form: ``split_by_form``) or a file/directory/archive path.
 
     ``val_fraction`` of the poems (chosen by ``seed``) are held out; ``max_poems`` keeps only
     the first N valid poems (before the split) for quick runs. Bad values raise
@@ -27,7 +28,7 @@ class DataConfig(DictConfig):
 
     def __post_init__(self) -> None:
         if not isinstance(self.corpus, (str, os.PathLike)) or not str(self.corpus).strip():
-            raise CorpusError("corpus must be 'tang' or a path to a corpus file")
+            raise CorpusError("corpus must be 'tang', 'quantangshi' or a path to a corpus file")
         self.corpus = str(self.corpus)
         if not 0.0 <= float(self.val_fraction) < 1.0:
             raise CorpusError(f"val_fraction must be in [0, 1), got {self.val_fraction}")

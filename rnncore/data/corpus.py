@@ -30,6 +30,11 @@ A user's corpus
   several lines);
 * a directory: every ``*.json`` / ``*.txt`` file inside it, in name order.
 
+The full Tang corpus
+--------------------
+``"quantangshi"`` (57,607 records of every shape, from the npm package chinese-poetry), a
+chinese-poetry archive or a checkout: ``rnncore.data.tang``, validated the same way.
+
 Each poem's text is split into lines after every end mark (，。？！；：、) and then validated:
 ideographs only inside a line, one end mark per line, all lines of one length (4 to 9
 characters), an even number of lines (whole couplets), a couplet's first line ending in a
@@ -49,11 +54,13 @@ from typing import Iterable
 
 from rnncore.poetry import (
     END_MARKS,
+    FORMS,
     IDEOGRAPH_CLASS,
     LACUNA,
     MARK_ALIASES,
     PAUSE_MARKS,
     STOP_MARKS,
+    form_of_shape,
     is_ideograph,
     split_poem,
     to_simplified,
@@ -62,6 +69,7 @@ from rnncore.poetry import (
 MAX_CORPUS_BYTES = 50 * 1024 * 1024
 MIN_LINE_CHARS, MAX_LINE_CHARS = 4, 9
 _LINE_OK = re.compile(IDEOGRAPH_CLASS + "+[" + END_MARKS + "]")
+OTHER_FORM = "other"  # Poem.form of a shape none of rnncore.poetry.FORMS has
 
 
 class CorpusError(ValueError):
@@ -82,15 +90,24 @@ class Poem:
     def text(self) -> str:
         return "".join(self.lines)
 
+    @property
+    def form(self) -> str:
+        """Its shape's key in ``rnncore.poetry.FORMS`` ("wujue", "qijue", "wulv", "qilv"),
+        else ``"other"``."""
+        form = form_of_shape(len(self.lines), len(self.lines[0]) - 1) if self.lines else None
+        return form.key if form else OTHER_FORM
+
 
 @dataclass
 class Corpus:
-    """Validated poems plus how many records were rejected and why."""
+    """Validated poems plus how many records were rejected and why. ``by_form``: split per
+    form, with held-out poems kept out of training by text (``rnncore.data.split``)."""
 
     poems: list[Poem]
     skipped: int = 0
     skip_reasons: dict[str, int] = field(default_factory=dict)
     source: str = ""
+    by_form: bool = False
 
     def __len__(self) -> int:
         return len(self.poems)
@@ -99,6 +116,11 @@ class Corpus:
     def num_characters(self) -> int:
         """Characters of verse including end marks (what the model reads, minus BOS/EOS)."""
         return sum(len(p.text) for p in self.poems)
+
+    def form_counts(self) -> dict[str, int]:
+        """Poems per ``Poem.form``, in ``FORMS`` order then "other" (forms with none left out)."""
+        counts = Counter(p.form for p in self.poems)
+        return {k: counts[k] for k in (*FORMS, OTHER_FORM) if counts[k]}
 
     def stats(self) -> dict:
         """Summary numbers for reports and the app."""
@@ -111,6 +133,7 @@ class Corpus:
             "characters": self.num_characters,
             "distinct_characters": len({c for p in self.poems for c in p.text}),
             "shapes": dict(shapes.most_common()),
+            "forms": self.form_counts(),
         }
 
 
@@ -300,7 +323,13 @@ def load_bundled_records() -> list:
 
 
 def load_corpus(source: str | os.PathLike = "tang", simplified: bool = False) -> Corpus:
-    """Load and validate ``"tang"`` (the bundled corpus) or a file / directory path."""
+    """Load and validate ``"tang"`` (the bundled corpus), the full Tang corpus
+    (``"quantangshi"``, a chinese-poetry archive or checkout: ``rnncore.data.tang``) or a
+    file / directory path."""
+    from rnncore.data import tang  # imported here: tang builds on this module
+
+    if tang.is_tang_source(source):
+        return tang.load_tang(source, simplified)
     collector = _Collector(simplified)
     if str(source) == "tang":
         _add_json(collector, load_bundled_records())
@@ -317,7 +346,8 @@ def load_corpus(source: str | os.PathLike = "tang", simplified: bool = False) ->
             _add_bytes(collector, p.read_bytes(), p.name)
         return _finish(collector, str(path))
     if not path.is_file():
-        raise CorpusError(f"corpus not found: {path} (use 'tang' or a .json/.txt file)")
+        raise CorpusError(f"corpus not found: {path} (use 'tang', 'quantangshi' or a .json/.txt "
+                          f"file)")
     if path.stat().st_size > MAX_CORPUS_BYTES:
         raise CorpusError(f"{path} is larger than the {MAX_CORPUS_BYTES // 2**20} MB limit")
     _add_bytes(collector, path.read_bytes(), path.name)
