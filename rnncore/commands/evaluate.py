@@ -17,7 +17,7 @@ def register(subparsers) -> None:
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True,
                    help="checkpoint directory, or a run directory (its latest checkpoint)")
-    p.add_argument("--corpus", default=None, help="'tang' or a file/directory (default: the "
+    p.add_argument("--corpus", default=None, help="'tang', 'quantangshi', a .tgz or a file/directory (default: the "
                                                  "checkpoint's training corpus)")
     p.add_argument("--simplified", action="store_true", default=None,
                    help="convert the corpus to simplified characters")
@@ -50,11 +50,12 @@ def run(args) -> int:
         fields["max_poems"] = args.max_poems
     cfg = D.DataConfig(**fields)
     corpus = D.load_corpus(cfg.corpus, simplified=cfg.simplified)
-    poems = corpus.poems[: cfg.max_poems] if cfg.max_poems else list(corpus.poems)
-    if args.split == "val":
-        _, poems = D.split_poems(poems, cfg.val_fraction, cfg.seed)
+    if args.split == "val":  # the poems training held out, by the same rule
+        poems = D.split_corpus(corpus, cfg).val
         if not poems:
             raise ValueError("the validation split is empty (val_fraction 0); use --split all")
+    else:
+        poems = corpus.poems[: cfg.max_poems] if cfg.max_poems else list(corpus.poems)
     vocab = ckpt.vocab
     encoded = [vocab.encode_poem(p.text) for p in poems]
     unknown = sum(1 for p in poems for c in p.text if c not in vocab)

@@ -36,7 +36,8 @@ def register(subparsers) -> None:
         description="Train a CharRNN (full, truncated or randomized BPTT).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = p.add_argument_group("data")
-    d.add_argument("--corpus", default=None, help="'tang' (bundled, default) or a file/directory")
+    d.add_argument("--corpus", default=None, help="'tang' (bundled 七律, default), 'quantangshi' (the full "
+                   "全唐詩 after `corpus fetch`), a .tgz of chinese-poetry, or a file/directory")
     d.add_argument("--simplified", action="store_true", default=None,
                    help="convert the corpus to simplified characters")
     d.add_argument("--max-poems", type=int, default=None, help="use only the first N poems")
