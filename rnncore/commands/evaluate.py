@@ -57,7 +57,7 @@ def run(args) -> int:
     else:
         poems = corpus.poems[: cfg.max_poems] if cfg.max_poems else list(corpus.poems)
     vocab = ckpt.vocab
-    encoded = [vocab.encode_poem(p.text) for p in poems]
+    encoded = [vocab.encode_poem(p.text, p.form) for p in poems]
     unknown = sum(1 for p in poems for c in p.text if c not in vocab)
     model = ckpt.model.to(device)
     m = evaluate_model(model, encoded, args.batch_size, device)

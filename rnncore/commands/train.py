@@ -16,7 +16,7 @@ from pathlib import Path
 
 # flag -> (config, field); None defaults mean "the dataclass default"
 DATA_FLAGS = {"corpus": "corpus", "simplified": "simplified", "max_poems": "max_poems",
-              "val_fraction": "val_fraction"}
+              "val_fraction": "val_fraction", "form_tokens": "form_tokens"}
 MODEL_FLAGS = {"cell": "cell", "hidden_size": "hidden_size", "layers": "num_layers",
                "embedding_dim": "embedding_dim", "dropout": "dropout", "engine": "engine"}
 TRAIN_FLAGS = {"strategy": "strategy", "truncation": "truncation_len",
@@ -42,6 +42,9 @@ def register(subparsers) -> None:
                    help="convert the corpus to simplified characters")
     d.add_argument("--max-poems", type=int, default=None, help="use only the first N poems")
     d.add_argument("--val-fraction", type=float, default=None, help="held-out share (0.05)")
+    d.add_argument("--form-tokens", action="store_true", default=None,
+                   help="start each poem with its form's token: one model for every form, "
+                        "told which it writes")
     m = p.add_argument_group("model")
     m.add_argument("--cell", default=None, help="rnn | lstm | gru (lstm)")
     m.add_argument("--hidden-size", type=int, default=None, help="(256)")

@@ -40,12 +40,12 @@ def prepare_data(cfg: DataConfig, corpus: Corpus | None = None) -> PreparedData:
     if corpus is None:
         corpus = load_corpus(cfg.corpus, simplified=cfg.simplified)
     split = split_corpus(corpus, cfg)
-    vocab = Vocab.build(p.text for p in split.train + split.val)
+    vocab = Vocab.build((p.text for p in split.train + split.val), forms=cfg.form_tokens)
     return PreparedData(
         corpus=corpus,
         vocab=vocab,
-        train=[vocab.encode_poem(p.text) for p in split.train],
-        val=[vocab.encode_poem(p.text) for p in split.val],
+        train=[vocab.encode_poem(p.text, p.form) for p in split.train],
+        val=[vocab.encode_poem(p.text, p.form) for p in split.val],
         train_poems=split.train,
         val_poems=split.val,
         excluded=split.excluded,

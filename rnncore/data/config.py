@@ -14,8 +14,9 @@ class DataConfig(DictConfig):
     corpus, split per form: ``split_by_form``) or a file/directory/archive path.
 
     ``val_fraction`` of the poems (chosen by ``seed``) are held out; ``max_poems`` keeps only
-    the first N valid poems (before the split) for quick runs. Bad values raise
-    ``CorpusError``.
+    the first N valid poems (before the split) for quick runs. ``form_tokens`` starts every
+    poem with its form's start token (``Vocab.start_id``), so one model writes every form
+    and is told which. Bad values raise ``CorpusError``.
     """
 
     config_error = CorpusError
@@ -25,6 +26,7 @@ class DataConfig(DictConfig):
     val_fraction: float = 0.05
     seed: int = 0
     max_poems: int | None = None
+    form_tokens: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.corpus, (str, os.PathLike)) or not str(self.corpus).strip():
@@ -32,5 +34,7 @@ class DataConfig(DictConfig):
         self.corpus = str(self.corpus)
         if not 0.0 <= float(self.val_fraction) < 1.0:
             raise CorpusError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not isinstance(self.form_tokens, bool):
+            raise CorpusError(f"form_tokens must be true or false, got {self.form_tokens!r}")
         if self.max_poems is not None and int(self.max_poems) < 1:
             raise CorpusError(f"max_poems must be at least 1, got {self.max_poems}")

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Iterable
 
 from rnncore.poetry import (
+    OTHER_FORM,
     END_MARKS,
     FORMS,
     IDEOGRAPH_CLASS,
@@ -69,7 +70,6 @@ from rnncore.poetry import (
 MAX_CORPUS_BYTES = 50 * 1024 * 1024
 MIN_LINE_CHARS, MAX_LINE_CHARS = 4, 9
 _LINE_OK = re.compile(IDEOGRAPH_CLASS + "+[" + END_MARKS + "]")
-OTHER_FORM = "other"  # Poem.form of a shape none of rnncore.poetry.FORMS has
 
 
 class CorpusError(ValueError):

@@ -280,9 +280,11 @@ class _Decoder:
         self.rhyme_used = [set(self.rhyme_used[i]) for i in rows]
 
     def _prime_ids(self, style_ids: list[int]) -> list[int]:
-        """``BOS`` (or ``BOS style EOS BOS``), fed once before the poem."""
+        """``start`` (or ``BOS style EOS start``), fed once before the poem; ``start`` is
+        the form's start token for a model trained with them, else ``BOS``."""
         v = self.vocab
-        return [v.bos_id] + (style_ids + [v.eos_id, v.bos_id] if style_ids else [])
+        start = v.start_id(self.form.key)
+        return ([v.bos_id] + style_ids + [v.eos_id] if style_ids else []) + [start]
 
     def run(self, style_ids: list[int], generator: torch.Generator):
         """Decode all positions; returns tokens (B, P), logprobs (B, P), locked log-prob (B,)

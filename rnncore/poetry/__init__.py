@@ -12,7 +12,8 @@ tones       tone_templates, tone_match
 metrics     CorpusIndex (corpus_index()), poem_metrics
 =========== ==========================================================================
 """
-from rnncore.poetry.forms import FORMS, PoemForm, check_form, form_of_shape, get_form
+from rnncore.poetry.forms import (FORMS, OTHER_FORM, PoemForm, check_form, form_of_shape,
+                                  get_form)
 from rnncore.poetry.metrics import CorpusIndex, corpus_index, poem_metrics
 from rnncore.poetry.rhyme import (
     FREE,
@@ -45,6 +46,7 @@ from rnncore.poetry.text import (
 from rnncore.poetry.tones import ToneTemplate, tone_match, tone_templates
 
 __all__ = [
+    "OTHER_FORM",
     "ASCII_MARKS", "END_MARKS", "IDEOGRAPH_CLASS", "IDEOGRAPH_RANGES", "LACUNA", "MARK_ALIASES",
     "PAUSE_MARK", "PAUSE_MARKS", "STOP_MARK", "STOP_MARKS", "PoetryError", "is_ideograph",
     "line_bodies", "split_poem", "to_simplified", "to_traditional",

@@ -65,6 +65,9 @@ def get_form(key: str | PoemForm) -> PoemForm:
     raise PoetryError(f"unknown form {key!r} (choose from {', '.join(FORMS)})")
 
 
+OTHER_FORM = "other"  # the form key of a poem of none of the regulated shapes
+
+
 def form_of_shape(num_lines: int, line_length: int) -> PoemForm | None:
     for form in FORMS.values():
         if (form.num_lines, form.line_length) == (num_lines, line_length):
