@@ -132,7 +132,7 @@ class RNNBase(nn.Module):
                 input = input.transpose(0, 1)
             data, sorted_idx, unsorted_idx = input, None, None
         checks.check_input(self, data, packed)
-        B = int(batch_sizes[0]) if packed else data.shape[1]
+        B = int(batch_sizes[0]) if packed else data.size(1)
         hx = self._initial_state(parts, B, batched, data)
         if sorted_idx is not None:
             hx = tuple(h.index_select(1, sorted_idx) for h in hx)

@@ -49,9 +49,15 @@ class _CellBase(nn.Module):
         extra = (self.nonlinearity,) if self.mode == "rnn" else ()
         return jit.torch_twin(self, self.input_size, self.hidden_size, self.bias, *extra)
 
-    def _finish(self, states, batched):
-        states = tuple(s if batched else s.squeeze(0) for s in states)
-        return states if len(states) == 2 else states[0]
+    def forward(self, input: Tensor, hx=None):
+        """h' (RNN, GRU) or (h', c') (LSTM) from input (B, I) | (I,) and hx (B, H) | (H,)."""
+        kind = cell_kind(self.mode)
+        x, state, batched = checks.cell_input(self, input, hx, kind.state_parts)
+        step = cells.cell_step(self.mode, self.nonlinearity)
+        state, _ = step(F.linear(x, self.weight_ih, self.bias_ih), state, self.weight_hh,
+                        self.bias_hh)
+        state = tuple(s if batched else s.squeeze(0) for s in state)
+        return state if kind.has_cell_state else state[0]
 
 
 class RNNCell(_CellBase):
@@ -59,12 +65,6 @@ class RNNCell(_CellBase):
 
     mode = "rnn"
     _torch_cls = nn.RNNCell
-
-    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
-        x, (h,), batched = checks.cell_input(self, input, hx, 1)
-        h, _ = cells.rnn_cell(F.linear(x, self.weight_ih, self.bias_ih), h, self.weight_hh,
-                              self.bias_hh, self.nonlinearity)
-        return self._finish((h,), batched)
 
 
 class LSTMCell(_CellBase):
@@ -77,12 +77,6 @@ class LSTMCell(_CellBase):
                  dtype=None):
         super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
 
-    def forward(self, input: Tensor, hx=None):
-        x, (h, c), batched = checks.cell_input(self, input, hx, 2)
-        (h, c), _ = cells.lstm_cell(F.linear(x, self.weight_ih, self.bias_ih), h, c,
-                                    self.weight_hh, self.bias_hh)
-        return self._finish((h, c), batched)
-
 
 class GRUCell(_CellBase):
     """One step of :class:`GRU`; arguments as :class:`torch.nn.GRUCell`."""
@@ -93,9 +87,3 @@ class GRUCell(_CellBase):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None,
                  dtype=None):
         super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
-
-    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
-        x, (h,), batched = checks.cell_input(self, input, hx, 1)
-        h, _ = cells.gru_cell(F.linear(x, self.weight_ih, self.bias_ih), h, self.weight_hh,
-                              self.bias_hh)
-        return self._finish((h,), batched)

@@ -110,21 +110,21 @@ def check_input(layer, data: Tensor, packed: bool) -> None:
     want = 2 if packed else 3
     if data.dim() != want:
         raise ShapeError(f"input must have {want} dimensions, got {data.dim()}")
-    if data.shape[-1] != layer.input_size:
+    if data.size(-1) != layer.input_size:
         raise ShapeError(f"input.size(-1) must be equal to input_size. "
-                         f"Expected {layer.input_size}, got {data.shape[-1]}")
+                         f"Expected {layer.input_size}, got {data.size(-1)}")
 
 
 def check_hidden(parts: tuple[Tensor, ...], shapes: list[tuple[int, int, int]]) -> None:
     """h_0 (and c_0) against their expected (L*D, B, H_out) shapes."""
     for k, (h, want, state) in enumerate(zip(parts, shapes, ("h_0", "c_0"))):
-        if tuple(h.shape) != want:
+        if tuple(h.size()) != want:
             label = f"hidden[{k}] size" if len(parts) == 2 else "hidden size"
             raise ShapeError(f"Expected {label} {want}, got {list(h.shape)} ({state})")
 
 
 def check_length(data: Tensor) -> None:
-    if data.shape[0] == 0:
+    if data.size(0) == 0:
         raise ShapeError("Expected sequence length to be larger than 0 in RNN")
 
 
@@ -143,20 +143,20 @@ def cell_input(cell, input: Tensor, hx, n_states: int):
     batched = input.dim() == 2
     x = input if batched else input.unsqueeze(0)
     if parts is None:
-        parts = tuple(x.new_zeros(x.shape[0], cell.hidden_size) for _ in range(n_states))
+        parts = tuple(x.new_zeros(x.size(0), cell.hidden_size) for _ in range(n_states))
     elif not batched:
         parts = tuple(h.unsqueeze(0) for h in parts)
-    if x.shape[1] != cell.input_size:
-        raise ShapeError(f"input has inconsistent input_size: got {x.shape[1]} "
+    if x.size(1) != cell.input_size:
+        raise ShapeError(f"input has inconsistent input_size: got {x.size(1)} "
                          f"expected {cell.input_size}")
     for k, h in enumerate(parts):
-        if h.shape[0] != x.shape[0]:
-            raise ShapeError(f"Input batch size {x.shape[0]} doesn't match hidden{k} batch "
-                             f"size {h.shape[0]}")
-        if h.shape[1] != cell.hidden_size:
-            raise ShapeError(f"hidden{k} has inconsistent hidden_size: got {h.shape[1]}, "
+        if h.size(0) != x.size(0):
+            raise ShapeError(f"Input batch size {x.size(0)} doesn't match hidden{k} batch "
+                             f"size {h.size(0)}")
+        if h.size(1) != cell.hidden_size:
+            raise ShapeError(f"hidden{k} has inconsistent hidden_size: got {h.size(1)}, "
                              f"expected {cell.hidden_size}")
         if h.dim() != 2:    # a 2-D state with an unbatched input that passed the above
             raise ShapeError(f"hx must have shape ({cell.hidden_size},) for an unbatched "
-                             f"input, got {tuple(h.shape[1:])}")
+                             f"input, got {tuple(h.size()[1:])}")
     return x, parts, batched
