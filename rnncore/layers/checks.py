@@ -102,7 +102,7 @@ def check_unpacked(layer, input: Tensor, parts) -> bool:
 
 def check_input(layer, data: Tensor, packed: bool) -> None:
     """The time-major input (T, B, I), or a PackedSequence's data (N, I)."""
-    weight = layer._flat_weights[0]
+    weight = getattr(layer, layer._flat_weights_names[0])
     if data.dtype != weight.dtype and not torch._C._is_any_autocast_enabled():
         raise ValueError(f"RNN input dtype ({data.dtype}) does not match weight dtype "
                          f"({weight.dtype}). Convert input: input.to({weight.dtype}), or "
