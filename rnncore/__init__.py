@@ -12,7 +12,8 @@ import importlib
 
 _EXPORTS = {"RNN": "rnncore.layers", "LSTM": "rnncore.layers", "GRU": "rnncore.layers",
             "RNNCell": "rnncore.layers", "LSTMCell": "rnncore.layers",
-            "GRUCell": "rnncore.layers", "record_hidden_grads": "rnncore.functional",
+            "GRUCell": "rnncore.layers", "ShapeError": "rnncore.layers",
+            "ArgTypeError": "rnncore.layers", "record_hidden_grads": "rnncore.functional",
             "HiddenGrad": "rnncore.functional"}
 __all__ = list(_EXPORTS)
 __version__ = "0.1.0"

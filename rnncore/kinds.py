@@ -6,8 +6,10 @@ A layer of kind ``cell`` with hidden size H keeps, per layer l and direction
     weight_ih_l{l}{suffix}  (G*H, I)     weight_hh_l{l}{suffix}  (G*H, H)
     bias_ih_l{l}{suffix}    (G*H,)       bias_hh_l{l}{suffix}    (G*H,)
 
-with G gates stacked in torch's order (``CellKind.gate_names``). Code that needs one of
-these facts asks this module instead of comparing strings or guessing from shapes.
+with G gates stacked in torch's order (``CellKind.gate_names``); an LSTM with
+``proj_size`` P adds ``weight_hr_l{l}{suffix}`` (P, H) and its ``weight_hh`` is (4H, P).
+Code that needs one of these facts asks this module instead of comparing strings or
+guessing from shapes.
 """
 from __future__ import annotations
 
@@ -62,10 +64,19 @@ def check_engine(name: str) -> str:
     return name
 
 
+def _suffix(layer: int, direction: int) -> str:
+    return f"_l{layer}" + ("_reverse" if direction else "")
+
+
 def weight_names(layer: int, direction: int = 0) -> tuple[str, str, str, str]:
     """torch.nn's (weight_ih, weight_hh, bias_ih, bias_hh) names of one layer/direction."""
-    suffix = f"_l{layer}" + ("_reverse" if direction else "")
+    suffix = _suffix(layer, direction)
     return (f"weight_ih{suffix}", f"weight_hh{suffix}", f"bias_ih{suffix}", f"bias_hh{suffix}")
+
+
+def proj_weight_name(layer: int, direction: int = 0) -> str:
+    """torch.nn.LSTM's name of the projection W_hr of one layer/direction (proj_size > 0)."""
+    return f"weight_hr{_suffix(layer, direction)}"
 
 
 def layer_weights(rnn, layer: int, direction: int = 0) -> tuple:

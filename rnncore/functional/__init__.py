@@ -11,6 +11,7 @@ with G gates projects to (N, G*H). One concern per module:
               gradients (_Grads); its CHUNK and GRAD_BLOCK_BYTES tune the working set
     record    record_hidden_grads / HiddenGrad: dL/dh_t for the gradient-flow probes
     engine    recurrence, the entry point, and the autograd Function _BPTT
+    projection  projected_recurrence: the same for an LSTM with proj_size (W_hr)
 """
 from rnncore.functional.engine import recurrence
 from rnncore.functional.forward import final_states

@@ -11,6 +11,9 @@ pre-activations:
           dC_{t-1} += dC_t * f_t                       (the cell's own path: diag(f_t))
     GRU : dA^n = dH (1-z)(1-n^2);  dA^z = dH (h_{t-1}-n) z(1-z);  dA^r = dA^n (W_hn h + b_hn) r(1-r)
           dH_{t-1} += dH_t * z_t                       (the update gate's direct path)
+    LSTM with a projection h_t = W_hr m_t, m_t = o_t tanh(c_t): dH (N, P) is dL/dh_t, the
+          LSTM lines above read dM_t = dH_t W_hr (B, H) in its place, and afterwards
+          dW_hr = dH^T M                               (one GEMM over all N rows)
     all : dH_{t-1} += dA_t^{rec} W_hh                  (one GEMM per step)
 
 so dL/dh_t = W^T (dL/dh_{t+1} * f'(a_{t+1})) + dL/dout_t, generalised to the gates. LSTM
@@ -132,11 +135,14 @@ def _rnn_backward(saved, h0, c0, w_hh, sched, relu, grad_out, grad_hn, grad_cn, 
 
 
 def _lstm_backward(saved, h0, c0, w_hh, sched, relu, grad_out, grad_hn, grad_cn, flush, record,
-                   need_h0, need_c0):
-    gates, cs, out = saved
-    H = out.shape[1]
+                   need_h0, need_c0, w_hr=None):
+    """With a projection ``w_hr`` (P, H) (saved then holds m as well), dH is (N, P) and
+    each step first forms dL/dm_t = dL/dh_t W_hr; the caller forms dW_hr = dH^T M."""
+    gates, cs, out = saved[0], saved[1], saved[-1]
+    H = cs.shape[1]
     prev_idx, last_idx = sched.indices(out.device)
     dH = _backward_init(grad_out, grad_hn, last_idx)
+    dm_buf = None if w_hr is None else cs.new_empty(sched.B, H)
     dc_run = grad_cn.clone()       # dL/dc of the step being processed, per sequence (B, H)
     blocks = _blocks(sched, gates.shape[1] * gates.element_size())
     buf = _block_buffer(gates, blocks, gates.shape[1])
@@ -155,6 +161,8 @@ def _lstm_backward(saved, h0, c0, w_hh, sched, relu, grad_out, grad_hn, grad_cn,
                 r0, r1 = s.off, s.off + s.bs
                 a0, a1 = r0 - lo, r1 - lo
                 dh = dH[r0:r1]
+                if w_hr is not None:                                    # dL/dm_t
+                    dh = torch.mm(dh, w_hr, out=dm_buf[:s.bs])
                 dc = dc_run[:s.bs].addcmul_(dh, dc_from_h[a0:a1])
                 da = dA[r0 - blo:r1 - blo]
                 torch.mul(mul_c[a0:a1], dc.unsqueeze(1), out=da.view(s.bs, 4, H)[:, :3])

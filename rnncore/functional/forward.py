@@ -8,13 +8,16 @@ in processing order:
     LSTM: i,f,o = sigmoid, g = tanh;  c_t = f c_{t-1} + i g;  h_t = o tanh(c_t)
     GRU : r,z = sigmoid(x_rz + W_hrz h + b_hrz);  n = tanh(x_n + r (W_hn h + b_hn))
           h_t = (1 - z) n + z h_{t-1}
+    LSTM with a projection W_hr (P, H), P < H:  m_t = o tanh(c_t);  h_t = W_hr m_t (B, P),
+          so W_hh is (4H, P) and the recurrent GEMM reads h_{t-1} of size P
 
 Each loop completes the projection buffer (N, G*H) in place, so the pre-activations need
 no second buffer (for LSTM it becomes the saved gates), and writes into preallocated
 buffers with ``out=`` / in-place ops so a step is a handful of kernel calls.
 
 Saved for backward (besides x (N, I) and W_ih, which the engine keeps): RNN out (N, H);
-LSTM gates (N, 4H), c (N, H), out; GRU [r, z, W_hn h + b_hn] (N, 3H), n (N, H), out.
+LSTM gates (N, 4H), c (N, H), out (with a projection also m (N, H) before out (N, P));
+GRU [r, z, W_hn h + b_hn] (N, 3H), n (N, H), out.
 With ``save`` false (no grad required) nothing is kept beyond the outputs.
 """
 from __future__ import annotations
@@ -26,7 +29,8 @@ from rnncore.functional.layout import _prev
 
 # one signature for every cell, so the engine runs a layer-direction without asking which:
 # forward(x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, save) -> (outputs, saved) with
-# outputs [out] or, for LSTM, [out, c] (N, H); arguments a cell has no use for are ignored
+# outputs [out] or, for LSTM, [out, c] (N, H); arguments a cell has no use for are ignored.
+# The LSTM's takes the projection w_hr (P, H) as a keyword (functional/projection.py).
 def _rnn_forward(x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, save):
     out = _project(x, w_ih, b_ih, b_hh)       # (N, H): a_t, then h_t = f(a_t) in place
     wt = w_hh.t()
@@ -37,12 +41,14 @@ def _rnn_forward(x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, save):
     return (out,), (out,)
 
 
-def _lstm_forward(x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, save):
-    N, H = x.shape[0], h0.shape[1]
+def _lstm_forward(x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, save, w_hr=None):
+    N, H = x.shape[0], c0.shape[1]
     B = sched.B
     gates = _project(x, w_ih, b_ih, b_hh)     # (N, 4H): a_t, then [i, f, g, o] in place
-    out = gates.new_empty(N, H)
+    out = gates.new_empty(N, h0.shape[1])     # h_t: (N, H), or (N, P) with a projection
     cs = gates.new_empty(N, H)
+    # m_t = o tanh(c_t) before the projection, kept for dW_hr only when saving
+    ms = None if w_hr is None else gates.new_empty(N if save else B, H)
     tc = gates.new_empty(B, H)
     wt = w_hh.t()
     for s in sched.steps:
@@ -57,8 +63,13 @@ def _lstm_forward(x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, save):
         c.addcmul_(g[:, :H], g[:, 2 * H:3 * H])
         t = tc[:s.bs]
         torch.tanh(c, out=t)
-        torch.mul(g[:, 3 * H:], t, out=out[r0:r1])
-    return (out, cs), (gates, cs, out)
+        if w_hr is None:
+            torch.mul(g[:, 3 * H:], t, out=out[r0:r1])
+        else:
+            m = ms[r0:r1] if save else ms[:s.bs]
+            torch.mul(g[:, 3 * H:], t, out=m)
+            torch.mm(m, w_hr.t(), out=out[r0:r1])
+    return (out, cs), ((gates, cs, out) if w_hr is None else (gates, cs, ms, out))
 
 
 def _gru_forward(x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, save):
