@@ -10,6 +10,9 @@ import json
 
 
 def register(subparsers) -> None:
+    from rnncore.generate.config import GenerationConfig
+
+    defaults = GenerationConfig()  # the page and the CLI share these defaults
     p = subparsers.add_parser("generate", help="write Tang-style poems with a trained model",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default=None,
@@ -26,9 +29,11 @@ def register(subparsers) -> None:
                    help="rhyme/tones as penalties instead of hard masks")
     p.add_argument("--greedy", action="store_true", help="always take the likeliest character")
     p.add_argument("--beam", type=int, default=None, metavar="N", help="beam search of width N")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=0, help="0 = off")
-    p.add_argument("--top-p", type=float, default=1.0, help="1 = off")
+    p.add_argument("--temperature", type=float, default=defaults.temperature,
+                   help=f"sampling temperature ({defaults.temperature})")
+    p.add_argument("--top-k", type=int, default=defaults.top_k, help="0 = off")
+    p.add_argument("--top-p", type=float, default=defaults.top_p,
+                   help=f"nucleus mass, 1 = off ({defaults.top_p})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num", type=int, default=1, help="number of poems")
     p.add_argument("--simplified", action="store_true", help="print simplified characters")

@@ -1,0 +1,41 @@
+"""The poem-set measures behind the decoding defaults, on hand-counted cases."""
+from __future__ import annotations
+
+import pytest
+
+from rnncore.generate.quality import closest_to, decoding_sweep, poem_set_quality
+from rnncore.poetry import CorpusIndex
+
+TRAIN = ["白日依山盡，黃河入海流。欲窮千里目，更上一層樓。"]
+
+
+def test_poem_set_quality_by_hand():
+    index = CorpusIndex(TRAIN)
+    poem = "白日依山盡，黃河出海雲。春風千里草，夜月一層冰。"
+    q = poem_set_quality([poem, poem], index)
+    # attested: 白日 日依 依山 山盡 黃河 千里 一層 of 16 pairs
+    assert q["attested_pair_share"] == pytest.approx(7 / 16)
+    assert q["distinct_pairs"] == pytest.approx(16 / 32)         # the two poems are equal
+    assert q["copied_run_p50"] == 7                              # 白日依山盡，黃河 (marks not counted)
+    assert q["rhyme_repeat_share"] == 0.0
+    again = "白日依山盡，黃河入海盡。欲窮千里盡，更上一層盡。"
+    assert poem_set_quality([again], index)["rhyme_repeat_share"] == 1.0
+    assert CorpusIndex(TRAIN).attested_pair_share(TRAIN[0]) == 1.0
+
+
+def test_closest_to_prefers_poem_like_novelty():
+    ref = {"attested_pair_share": 0.64}
+    rows = [{"attested_pair_share": 0.64, "copied_run_p95": 9, "seen_4gram_share": 0.3},
+            {"attested_pair_share": 0.55, "copied_run_p95": 4, "seen_4gram_share": 0.02},
+            {"attested_pair_share": 0.40, "copied_run_p95": 3, "seen_4gram_share": 0.0}]
+    assert closest_to(rows, ref) is rows[1]
+
+
+def test_sweep_rows_cover_the_grid():
+    from rnncore.generate import load_default_model
+
+    ck = load_default_model()
+    rows = decoding_sweep(ck.model, ck.vocab, CorpusIndex(TRAIN), form="wujue",
+                          temperatures=(0.7, 1.0), top_ps=(0.9,), num=3)
+    assert [(r["temperature"], r["top_p"]) for r in rows] == [(0.7, 0.9), (1.0, 0.9)]
+    assert all(r["poems"] == 3 and 0 <= r["attested_pair_share"] <= 1 for r in rows)
