@@ -15,7 +15,7 @@ Rooms, everything re-exported here:
 from rnncore.trainer.config import (DEVICES, LR_SCHEDULES, OPTIMIZERS, RESUME_OVERRIDABLE,
                                     STRATEGIES, TrainConfig, TrainConfigError, lr_factor,
                                     resolve_device)
-from rnncore.trainer.evaluate import evaluate_model, metrics_from_sums
+from rnncore.trainer.evaluate import evaluate_by_form, evaluate_model, metrics_from_sums
 from rnncore.trainer.feed import WindowFeed
 from rnncore.trainer.loop import Trainer
 from rnncore.trainer.optimizer import make_optimizer
@@ -25,6 +25,6 @@ from rnncore.truncation import draw_keep_factors, window_loss
 __all__ = [
     "STRATEGIES", "OPTIMIZERS", "LR_SCHEDULES", "DEVICES", "RESUME_OVERRIDABLE", "TrainConfig",
     "TrainConfigError", "lr_factor", "resolve_device", "make_optimizer", "StepRecord",
-    "EvalRecord", "TrainResult", "Callbacks", "CallbackSpec", "evaluate_model",
+    "EvalRecord", "TrainResult", "Callbacks", "CallbackSpec", "evaluate_model", "evaluate_by_form",
     "metrics_from_sums", "WindowFeed", "Trainer", "draw_keep_factors", "window_loss",
 ]

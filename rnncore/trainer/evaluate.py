@@ -1,5 +1,6 @@
-"""Validation: ``evaluate_model`` over whole poems, and the metrics of summed losses
-(``metrics_from_sums``, which the data-parallel trainer applies to all ranks' sums)."""
+"""Validation: ``evaluate_model`` over whole poems (``evaluate_by_form`` per form), and the
+metrics of summed losses (``metrics_from_sums``, which the data-parallel trainer applies to
+all ranks' sums)."""
 from __future__ import annotations
 
 import math
@@ -48,3 +49,14 @@ def metrics_from_sums(loss_sum: float, characters: int) -> dict:
     loss = loss_sum / max(characters, 1)
     return {"loss_sum": loss_sum, "characters": characters, "loss": loss, "bpc": loss / LN2,
             "perplexity": math.exp(min(loss, 700.0))}
+
+
+def evaluate_by_form(model, vocab, poems, batch_size: int = 64,
+                     device: torch.device | str | None = None) -> dict[str, dict]:
+    """``evaluate_model`` per ``Poem.form``: each poem encoded with its form's start token
+    (``Vocab.encode_poem``), as training saw it. Returns {form: metrics}."""
+    by_form: dict[str, list] = {}
+    for poem in poems:
+        by_form.setdefault(poem.form, []).append(vocab.encode_poem(poem.text, poem.form))
+    return {form: evaluate_model(model, encoded, batch_size, device)
+            for form, encoded in by_form.items()}
