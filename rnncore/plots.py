@@ -418,7 +418,8 @@ def retention_figure(retention, chars) -> go.Figure:
                                   dash="dot" if model.startswith("fresh") else "solid"))
     _char_axis(fig, chars)
     return _layout(fig, "What each step keeps of the old state: α (leaky) vs f_t (LSTM)",
-                   "character", "share kept", legend=_LEGEND_INSIDE)
+                   "character", "share kept",
+                   legend=dict(orientation="h", x=0, y=-0.25, yanchor="top"))
 
 
 def tree_chain_figure(frame, chars) -> go.Figure:
@@ -440,9 +441,10 @@ def tree_chain_figure(frame, chars) -> go.Figure:
     fig.update_yaxes(type="log", exponentformat="power")
     fig.update_yaxes(title_text="‖∂root/∂x_i‖₂", row=1, col=1)
     fig.update_xaxes(title_text="combines between x_i and the root", row=1, col=2)
-    _char_axis(fig, chars, row=1, col=1)
-    return _layout(fig, "Chain (depth T) vs balanced tree (depth log₂ T)", "character", "",
-                   legend=_LEGEND_INSIDE)
+    # half a page is too narrow for one tick label per character: hover names them instead
+    fig.update_traces(text=[c for c in chars], hovertemplate="%{text}: %{y:.2e}", row=1, col=1)
+    return _layout(fig, "Chain (depth T) vs balanced tree (depth log₂ T)", "character i",
+                   "", legend=_LEGEND_INSIDE)
 
 
 EXPOSURE_COLORS = {"teacher": "#1f77b4", "free": "#d62728", "other": "#7f7f7f"}
@@ -470,5 +472,4 @@ def exposure_figure(results: dict) -> go.Figure:
                             line=dict(color=c, width=2 if k == 0 else 1.5,
                                       dash="solid" if k == 0 else "dash"))
     return _layout(fig, "Loss of the true next character along the poem", "position t",
-                   "bits", legend=dict(x=0.01, xanchor="left", y=0.01, yanchor="bottom",
-                                       bgcolor="rgba(255,255,255,0.7)"))
+                   "bits", legend=dict(orientation="h", x=0, y=-0.2, yanchor="top"))

@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
-import rnncore
 from rnncore.gradflow.leaky import lag_norms, leaky_sweep, step_jacobians
 from rnncore.gradflow.tree import chain_root, leaf_grad_norms, path_lengths, tree_vs_chain
 from rnncore.textbook.leaky import LeakyRNN, leaky_cell_step

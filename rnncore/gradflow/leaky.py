@@ -31,7 +31,7 @@ from rnncore.cells import cell_step
 from rnncore.gradflow.config import GradFlowConfig, GradFlowError
 from rnncore.gradflow.probe import prepare
 from rnncore.gradflow.unroll import unroll
-from rnncore.kinds import cell_kind, layer_weights
+from rnncore.kinds import layer_weights
 
 ALPHAS = (0.0, 0.5, 0.9, 0.99)
 
@@ -41,7 +41,6 @@ def step_jacobians(step, x_proj: Tensor, init: tuple[Tensor, ...], w_hh: Tensor,
     """Run ``step`` from ``init`` over x_proj (T, G*H) and return (J (T, S, S), the states
     entering each step (T, S)); the state tuple is concatenated along units."""
     H = init[0].shape[-1]
-    parts = len(init)
 
     def one(s: Tensor, xp: Tensor) -> Tensor:
         state = tuple(p[None] for p in s.split(H))
@@ -53,9 +52,7 @@ def step_jacobians(step, x_proj: Tensor, init: tuple[Tensor, ...], w_hh: Tensor,
             prev.append(s)
             s = one(s, x_proj[t])
         prev = torch.stack(prev)
-    jac = torch.func.vmap(torch.func.jacrev(one))(prev, x_proj.detach())
-    assert jac.shape[1:] == (parts * H, parts * H)
-    return jac, prev
+    return torch.func.vmap(torch.func.jacrev(one))(prev, x_proj.detach()), prev
 
 
 def lag_norms(jac: Tensor, hidden_size: int) -> np.ndarray:
@@ -168,7 +165,6 @@ def leaky_sweep(alphas=ALPHAS, hidden_size: int = 64, embedding_dim: int = 32,
             checkpoint=str(default_model_path()), seq_len=seq_len, poem_index=poem_index,
             seed=seed))))
     for name, probe in models:
-        assert cell_kind(probe.cell).has_cell_state
         rows = _lstm_rows(probe, name)
         lag_rows += rows[0]
         ret_rows += rows[1]
