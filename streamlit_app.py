@@ -30,6 +30,8 @@ PAGES = [
             url_path="gradient_flow"),
     st.Page("pages/benchmarks.py", title="Benchmarks", icon=":material/speed:",
             url_path="benchmarks"),
+    st.Page("pages/architectures.py", title="Architectures", icon=":material/account_tree:",
+            url_path="architectures"),
 ]
 
 st.navigation(PAGES).run()

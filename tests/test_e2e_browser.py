@@ -1,6 +1,7 @@
 """End to end in Chromium (Playwright, sync API) against ``streamlit run streamlit_app.py``:
 every page opens without an exception or error box, a short training run starts and
-stops, a poem is generated, the spectral-radius slider moves. Screenshots of every page go
+stops, a poem is generated, the spectral-radius slider moves, the Architectures page
+shows its three experiments. Screenshots of every page go
 to test-artifacts/screenshots/ (gitignored).
 
 Skipped when /usr/bin/chromium is missing, unless RNNCORE_REQUIRE_BROWSER=1.
@@ -236,3 +237,11 @@ def test_every_page_in_a_browser(server, page):
     _nav(page, "Benchmarks")
     page.get_by_text("Run a small benchmark on this machine").wait_for()
     _assert_clean(page, "5-benchmarks")
+
+    # Architectures: the three experiments with their figures (computed on opening)
+    _nav(page, "Architectures")
+    page.get_by_text("3. Teacher forcing versus free running").wait_for(timeout=120_000)
+    _settle(page, 120)
+    _expect_count(page.locator('[data-testid="stPlotlyChart"]'), 4)
+    assert page.get_by_text(re.compile(r"^What the data say\.")).count() == 3
+    _assert_clean(page, "6-architectures")

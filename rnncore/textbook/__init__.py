@@ -1,0 +1,35 @@
+"""The rest of the textbook chapter, computed (issue #18): each claim measured on a model.
+
+    LeakyRNN, leaky_step      leaky units, h_t = a h_{t-1} + (1 - a) tanh(...)  (textbook.leaky)
+    leaky_sweep, LeakySweep   ||dh_T/dh_(T-L)|| vs L for leaky units and LSTMs (gradflow.leaky)
+    tree_vs_chain, TreeResult ||d root/d x_i||: chain vs balanced tree          (gradflow.tree)
+    measure_exposure, load_result, ExposureConfig, ExposureResult
+                              teacher forcing vs free running                   (exposure)
+
+Loaded lazily (``rnncore.textbook.leaky`` needs torch only; the probes need pandas).
+"""
+from __future__ import annotations
+
+import importlib
+
+_HOMES = {
+    "LeakyRNN": "rnncore.textbook.leaky", "leaky_step": "rnncore.textbook.leaky",
+    "leaky_cell_step": "rnncore.textbook.leaky",
+    "leaky_sweep": "rnncore.gradflow.leaky", "LeakySweep": "rnncore.gradflow.leaky",
+    "ALPHAS": "rnncore.gradflow.leaky",
+    "tree_vs_chain": "rnncore.gradflow.tree", "TreeResult": "rnncore.gradflow.tree",
+    "measure_exposure": "rnncore.exposure", "load_result": "rnncore.exposure",
+    "ExposureConfig": "rnncore.exposure", "ExposureResult": "rnncore.exposure",
+    "ExposureError": "rnncore.exposure",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)
+
+
+def __dir__() -> list[str]:
+    return __all__
