@@ -21,6 +21,9 @@ def evaluate_model(model: CharRNN, encoded_poems: list[list[int]], batch_size: i
     Returns ``loss_sum`` (nats), ``characters`` (predicted symbols, ``<eos>`` included, pad
     excluded), ``loss = loss_sum / characters``, ``bpc = loss / ln 2``,
     ``perplexity = exp(loss)``. The model's train/eval mode is restored afterwards.
+    Exact over the full vocabulary for every head: the cross-entropy takes log_softmax of
+    the model's logits, and the adaptive head's logits are its log-probabilities already
+    (log_softmax leaves them as they are).
     """
     if not encoded_poems:
         raise ValueError("no validation poems to evaluate on")
