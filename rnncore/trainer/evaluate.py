@@ -34,7 +34,9 @@ def evaluate_model(model: CharRNN, encoded_poems: list[list[int]], batch_size: i
     try:
         for batch in D.poem_batches(encoded_poems, batch_size, shuffle=False):
             logits, _ = model(batch.inputs.to(device))
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(),
+            # at least float32 (a half model's logits), float64 kept
+            logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)),
                                    batch.targets.to(device).reshape(-1),
                                    ignore_index=D.IGNORE_INDEX, reduction="sum")
             total += float(loss)
