@@ -61,17 +61,12 @@ def measure_head_steps(vocab_sizes: tuple[int, ...], *, batch: int, window: int,
     checks = {k: c.check() for k, c in cases.items()}
     fns = {f"{V}|{h}|{part}": getattr(c, part) for (V, h), c in cases.items()
            for part in ("step", "head")}
-    for (V, h), c in cases.items():
-        if h == "adaptive":
-            fns[f"{V}|{h}|torch_head"] = _torch_head_part(c)
     times = time_interleaved(fns, "cpu", warmup, repeats)
     rows = []
     for (V, head), case in cases.items():
         t_step = median(times[f"{V}|{head}|step"])
         rows.append({"vocab_size": V, "head": head, "step_s": t_step,
                      "head_s": median(times[f"{V}|{head}|head"]),
-                     "torch_head_s": (median(times[f"{V}|{head}|torch_head"])
-                                      if head == "adaptive" else None),
                      "step_times_s": times[f"{V}|{head}|step"],
                      "chars_per_s": batch * window / t_step,
                      "speedup": median(times[f"{V}|full|step"]) / t_step,
@@ -81,27 +76,6 @@ def measure_head_steps(vocab_sizes: tuple[int, ...], *, batch: int, window: int,
                      "cutoffs": list(case.model.cfg.head_cutoffs) if head != "full" else None,
                      **checks[(V, head)]})
     return rows
-
-
-def _torch_head_part(case: ms.StepCase):
-    """``case.head`` with ``torch.nn.AdaptiveLogSoftmaxWithLoss`` (same weights) in place of
-    our ``AdaptiveHead``: dropout + head + loss sum, forward and backward on the fixed o*."""
-    ours = case.model.head
-    ref = torch.nn.AdaptiveLogSoftmaxWithLoss(
-        ours.head.in_features, ours.vocab_size, list(ours.bounds[:-1]),
-        div_value=case.model.cfg.head_div_value, head_bias=True)
-    ref.load_state_dict(ours.state_dict())
-    y = case.targets.t().reshape(-1)  # a stream window: no ignored targets
-
-    def run() -> torch.Tensor:
-        ref.zero_grad(set_to_none=True)
-        case.out_fixed.grad = None
-        x = case.model.dropout(case.out_fixed)
-        loss = ref(x.reshape(-1, x.shape[-1]), y).loss * y.numel()
-        (loss / y.numel()).backward()
-        return loss.detach()
-
-    return run
 
 
 def train_for(head: str, seconds: float, model_kw: dict, train_kw: dict, data_kw: dict
@@ -146,13 +120,11 @@ def report_md(result: dict) -> str:
              f"{m['cpus']} CPUs, 1 thread per run)", "",
              "## Training step (LSTM {num_layers} x {hidden_size}, E {embedding_dim}, "
              "B {batch}, T {window}; medians, interleaved)".format(**result["steps"][0]), "",
-             "| V | head | step ms | head part ms | torch.nn head part ms | chars/s "
-             "| speed-up vs full |", "|---|---|---|---|---|---|---|"]
+             "| V | head | step ms | head part ms | chars/s | speed-up vs full |",
+             "|---|---|---|---|---|---|"]
     for r in result["steps"]:
-        torch_ms = "-" if r["torch_head_s"] is None else f"{1e3 * r['torch_head_s']:.1f}"
         lines.append(f"| {r['vocab_size']} | {r['head']} | {1e3 * r['step_s']:.1f} | "
-                     f"{1e3 * r['head_s']:.1f} | {torch_ms} | {r['chars_per_s']:.0f} | "
-                     f"{r['speedup']:.2f}x |")
+                     f"{1e3 * r['head_s']:.1f} | {r['chars_per_s']:.0f} | {r['speedup']:.2f}x |")
     q = result["quality"]
     if q:
         lines += ["", f"## Held-out bpc after {m['seconds']:g} s of training each (trained at "

@@ -1,8 +1,9 @@
-"""Output heads (rnncore.heads): the adaptive softmax against torch.nn's
-AdaptiveLogSoftmaxWithLoss and against autograd through its own full distribution; the
-model, evaluation, checkpoints, training and generation with either head."""
+"""Output heads (rnncore.heads): the adaptive softmax against its formula written out here
+and against autograd through its own full distribution; the model, evaluation,
+checkpoints, training and generation with either head."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -28,19 +29,26 @@ def _adaptive(H=16, V=50, cutoffs=(10, 30), div=2.0, seed=0):
 @pytest.mark.parametrize("H, V, cutoffs, div", [(16, 50, (10, 30), 2.0),
                                                  (64, 200, (20, 60, 120), 4.0),
                                                  (8, 40, (39,), 1.0)])
-def test_adaptive_log_prob_matches_torch_and_normalizes(H, V, cutoffs, div):
+def test_adaptive_log_prob_is_the_formula_and_normalizes(H, V, cutoffs, div):
+    """log p(v) = s[v] (shortlist), s[c_0 + i] + log_softmax(U_i P_i x)[v - c_{i-1}]
+    (cluster i), s = log_softmax(W_h x + b_h), from the weights by name."""
     head = _adaptive(H, V, cutoffs, div)
-    ref = torch.nn.AdaptiveLogSoftmaxWithLoss(H, V, list(cutoffs), div_value=div,
-                                              head_bias=True).double()
-    ref.load_state_dict(head.state_dict())  # same names and shapes
+    w = head.state_dict()
     x = torch.randn(37, H, dtype=torch.float64)
+    s = torch.log_softmax(x @ w["head.weight"].T + w["head.bias"], -1)
+    bounds = (*cutoffs, V)
+    want = [s[:, :cutoffs[0]]]
+    for i in range(len(cutoffs)):
+        d = int(H // div ** (i + 1))
+        assert w[f"tail.{i}.0.weight"].shape == (d, H)
+        assert w[f"tail.{i}.1.weight"].shape == (bounds[i + 1] - bounds[i], d)
+        z = x @ w[f"tail.{i}.0.weight"].T @ w[f"tail.{i}.1.weight"].T
+        want.append(torch.log_softmax(z, -1) + s[:, cutoffs[0] + i, None])
     logp = head.log_prob(x)
     assert logp.shape == (37, V)
-    torch.testing.assert_close(logp, ref.log_prob(x), rtol=0, atol=1e-12)
+    torch.testing.assert_close(logp, torch.cat(want, 1), rtol=0, atol=1e-12)
     torch.testing.assert_close(logp.logsumexp(1), torch.zeros(37, dtype=torch.float64),
                                rtol=0, atol=1e-12)
-    y = torch.randint(0, V, (37,))
-    torch.testing.assert_close(head.loss_sum(x, y), ref(x, y).loss * 37, rtol=1e-12, atol=0)
     # the module call is log_prob over any leading shape (the model's "logits")
     torch.testing.assert_close(head(x.view(1, 37, H))[0], logp)
 
@@ -79,17 +87,16 @@ def test_adaptive_refuses_out_of_range_targets():
     head = _adaptive()
     x = torch.randn(3, 16, dtype=torch.float64)
     for bad in (50, 51, -1):
-        with pytest.raises(ValueError, match="targets must be"):
+        with pytest.raises(RuntimeError, match="Target values"):
             head.loss_sum(x, torch.tensor([0, bad, 3]))
 
 
 def test_cutoffs_are_clamped_to_the_vocab():
     assert clamp_cutoffs((1000, 3000), 4953) == (1000, 3000)
     assert clamp_cutoffs((1000, 3000), 2000) == (1000,)
-    head = AdaptiveHead(8, 500, (1000, 3000)).double()  # no cluster left: one softmax
-    assert head.bounds == (500,) and len(head.tail) == 0
-    x = torch.randn(4, 8, dtype=torch.float64)
-    torch.testing.assert_close(head.log_prob(x), torch.log_softmax(head.head(x), -1))
+    assert clamp_cutoffs((1000, 3000), 500) == (250,)  # none left: the rarer half
+    head = AdaptiveHead(8, 500, (1000, 3000)).double()
+    assert head.cutoffs == [250, 500] and len(head.tail) == 1
 
 
 def test_full_head_is_the_linear_softmax():
@@ -151,7 +158,7 @@ def test_bpc_and_window_loss_are_the_full_vocabulary_computation(prepared, head)
         total -= float(logp[keep].gather(1, y[keep, None]).sum())
         count += int(keep.sum())
         win = window_loss(model, batch.inputs, batch.targets, None)
-        assert float(win.loss_sum) == pytest.approx(
+        assert float(win.loss_sum.detach()) == pytest.approx(
             -float(logp[keep].gather(1, y[keep, None]).sum()), rel=1e-12)
     metrics = evaluate_model(model, prepared.val, batch_size=16)
     assert metrics["characters"] == count
@@ -198,3 +205,20 @@ def test_generation_with_the_adaptive_head(opts):
             logp, _ = model(torch.tensor([ids[:-1]]))
         want = logp[0].double().gather(1, torch.tensor(ids[1:])[:, None])[:, 0]
         assert poem.logprobs == pytest.approx(want.tolist(), abs=1e-4)
+
+
+def test_head_measurement_runs_at_tiny_size(tmp_path):
+    """benchmarks/measure_head.py end to end at tiny sizes: both heads timed per V, the
+    parts are the step, and both trained at once and scored."""
+    from benchmarks import measure_head as mh
+
+    assert mh.main(["--quick", "--seconds", "1", "--repeats", "1", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "head.json").read_text())
+    steps = {(r["vocab_size"], r["head"]): r for r in result["steps"]}
+    assert {h for _, h in steps} == set(mh.HEADS) and len(steps) == 4
+    for (V, head), r in steps.items():
+        assert r["step_s"] > 0 and r["head_s"] > 0 and r["grad_relative_error"] < 1e-5
+        assert steps[(V, "full")]["speedup"] == 1.0
+    assert [q["head"] for q in result["quality"]] == list(mh.HEADS)
+    assert all(q["steps"] > 0 and math.isfinite(q["val_bpc"]) for q in result["quality"])
+    assert "speed-up vs full" in (tmp_path / "head.md").read_text()
