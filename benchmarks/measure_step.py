@@ -92,8 +92,9 @@ def step_batch(source: str, batch: int, window: int, vocab_size: int, seed: int 
 
 class StepCase:
     """One model (``head``: ``ModelConfig.head``), its Adam, one window, and the timed
-    functions ``fns`` (``step`` and the ``PARTS``). Call the parts in the order recurrent, head, update: ``update`` consumes the
-    gradients the other two leave (``measure_step_breakdown`` interleaves them so)."""
+    functions ``fns`` (``step`` and the ``PARTS``). Call the parts in the order recurrent,
+    head, update: ``update`` consumes the gradients the other two leave
+    (``measure_step_breakdown`` interleaves them so)."""
 
     def __init__(self, engine: str, data: StepBatch, *, embedding_dim: int, hidden_size: int,
                  num_layers: int, dropout: float, clip: float, lr: float, device: str,
@@ -124,9 +125,9 @@ class StepCase:
     # --- the pieces -----------------------------------------------------------------------
 
     def _loss_sum(self, out: Tensor) -> tuple[Tensor, int]:
-        """Sum of -log p(y | dropout(out)) (the model's head) over the time-major output ``out``
-        (T, B, H) and the count of real targets, as ``rnncore.truncation.window_loss`` forms
-        them."""
+        """Sum of -log p(y | dropout(out)) (the model's head) over the time-major output
+        ``out`` (T, B, H) and the count of real targets, as ``rnncore.truncation.window_loss``
+        forms them."""
         from rnncore.data import IGNORE_INDEX
 
         return (self.model.head_loss_sum(out, self.targets.t()),

@@ -2,9 +2,10 @@
 
 Shapes (batch first): tokens (B, T) long -> embeddings (B, T, E) -> rnn outputs (B, T, H)
 -> logits (B, T, V), with log_softmax(logits) the exact log-distribution (``rnncore.heads``:
-the full softmax's logits, or the adaptive softmax's log-probabilities themselves). ``state`` is ``h`` (L, B, H) for ``rnn``/``gru`` and ``(h, c)`` for
-``lstm``. Teacher forcing is ``forward`` on the true inputs; generation calls ``step`` one
-token at a time with the carried state.
+the full softmax's logits, or the adaptive softmax's log-probabilities themselves).
+``state`` is ``h`` (L, B, H) for ``rnn``/``gru`` and ``(h, c)`` for ``lstm``. Teacher
+forcing is ``forward`` on the true inputs; generation calls ``step`` one token at a time
+with the carried state.
 
 Loss on a batch: ``cross_entropy(logits.reshape(-1, V), targets.reshape(-1),
 ignore_index=-100)`` = mean over real positions of ``-log softmax(logits)[target]``.
@@ -33,7 +34,7 @@ class ModelConfigError(ValueError):
 class ModelConfig(DictConfig):
     """Architecture of a ``CharRNN``; ``engine`` only picks how BPTT is computed.
     ``head`` is "full" or "adaptive" (``rnncore.heads``; ``head_cutoffs`` and
-    ``head_div_value`` only matter for "adaptive"; cutoffs at or past V are dropped)."""
+    ``head_div_value`` only matter for "adaptive"; ``heads.clamp_cutoffs`` fits them to V)."""
 
     config_error = ModelConfigError
 
@@ -66,7 +67,7 @@ class ModelConfig(DictConfig):
         if self.head not in HEADS:
             raise ModelConfigError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         cuts = self.head_cutoffs
-        if (isinstance(cuts, (str, bytes)) or not all(
+        if (not isinstance(cuts, (list, tuple)) or not all(
                 isinstance(c, int) and not isinstance(c, bool) for c in cuts)
                 or not cuts or cuts[0] <= Vocab.eos_id
                 or any(a >= b for a, b in zip(cuts, cuts[1:]))):
