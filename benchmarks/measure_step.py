@@ -91,19 +91,20 @@ def step_batch(source: str, batch: int, window: int, vocab_size: int, seed: int 
 
 
 class StepCase:
-    """One model, its Adam, one window, and the timed functions ``fns`` (``step`` and the
-    ``PARTS``). Call the parts in the order recurrent, head, update: ``update`` consumes the
-    gradients the other two leave (``measure_step_breakdown`` interleaves them so)."""
+    """One model (``head``: ``ModelConfig.head``), its Adam, one window, and the timed
+    functions ``fns`` (``step`` and the ``PARTS``). Call the parts in the order recurrent,
+    head, update: ``update`` consumes the gradients the other two leave
+    (``measure_step_breakdown`` interleaves them so)."""
 
     def __init__(self, engine: str, data: StepBatch, *, embedding_dim: int, hidden_size: int,
                  num_layers: int, dropout: float, clip: float, lr: float, device: str,
-                 seed: int = 0) -> None:
+                 seed: int = 0, head: str = "full") -> None:
         from rnncore.model import CharRNN, ModelConfig
 
         torch.manual_seed(seed)
         cfg = ModelConfig(cell="lstm", vocab_size=data.vocab_size, embedding_dim=embedding_dim,
                           hidden_size=hidden_size, num_layers=num_layers, dropout=dropout,
-                          engine=engine)
+                          engine=engine, head=head)
         self.engine = engine
         self.device = device
         self.clip = clip
@@ -124,9 +125,9 @@ class StepCase:
     # --- the pieces -----------------------------------------------------------------------
 
     def _loss_sum(self, out: Tensor) -> tuple[Tensor, int]:
-        """Sum of -log softmax(head(dropout(out)))[y] over the time-major output ``out``
-        (T, B, H) and the count of real targets, as ``rnncore.truncation.window_loss`` forms
-        them."""
+        """Sum of -log p(y | dropout(out)) (the model's head) over the time-major output
+        ``out`` (T, B, H) and the count of real targets, as ``rnncore.truncation.window_loss``
+        forms them."""
         from rnncore.data import IGNORE_INDEX
 
         return (self.model.head_loss_sum(out, self.targets.t()),

@@ -1,9 +1,11 @@
-"""The character-level language model: embedding -> rnncore recurrent layer -> linear head.
+"""The character-level language model: embedding -> rnncore recurrent layer -> output head.
 
 Shapes (batch first): tokens (B, T) long -> embeddings (B, T, E) -> rnn outputs (B, T, H)
--> logits (B, T, V). ``state`` is ``h`` (L, B, H) for ``rnn``/``gru`` and ``(h, c)`` for
-``lstm``. Teacher forcing is ``forward`` on the true inputs; generation calls ``step`` one
-token at a time with the carried state.
+-> logits (B, T, V), with log_softmax(logits) the exact log-distribution (``rnncore.heads``:
+the full softmax's logits, or the adaptive softmax's log-probabilities themselves).
+``state`` is ``h`` (L, B, H) for ``rnn``/``gru`` and ``(h, c)`` for ``lstm``. Teacher
+forcing is ``forward`` on the true inputs; generation calls ``step`` one token at a time
+with the carried state.
 
 Loss on a batch: ``cross_entropy(logits.reshape(-1, V), targets.reshape(-1),
 ignore_index=-100)`` = mean over real positions of ``-log softmax(logits)[target]``.
@@ -17,9 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from rnncore.configs import DictConfig
-from rnncore.data import IGNORE_INDEX, Vocab
+from rnncore.data import Vocab
+from rnncore.heads import HEADS, make_head
 from rnncore.kinds import CELLS, ENGINES, cell_kind, check_engine  # noqa: F401 (re-exported)
-from rnncore.losses import cross_entropy_sum
 
 State = Tensor | tuple[Tensor, Tensor]
 
@@ -30,7 +32,9 @@ class ModelConfigError(ValueError):
 
 @dataclass
 class ModelConfig(DictConfig):
-    """Architecture of a ``CharRNN``; ``engine`` only picks how BPTT is computed."""
+    """Architecture of a ``CharRNN``; ``engine`` only picks how BPTT is computed.
+    ``head`` is "full" or "adaptive" (``rnncore.heads``; ``head_cutoffs`` and
+    ``head_div_value`` only matter for "adaptive"; ``heads.clamp_cutoffs`` fits them to V)."""
 
     config_error = ModelConfigError
 
@@ -41,6 +45,9 @@ class ModelConfig(DictConfig):
     num_layers: int = 2
     dropout: float = 0.0
     engine: str = "bptt"
+    head: str = "full"
+    head_cutoffs: tuple[int, ...] = (1000, 3000)
+    head_div_value: float = 4.0
 
     def __post_init__(self) -> None:
         try:
@@ -57,6 +64,18 @@ class ModelConfig(DictConfig):
                 f"vocab_size must exceed the 4 special tokens, got {self.vocab_size}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ModelConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.head not in HEADS:
+            raise ModelConfigError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        cuts = self.head_cutoffs
+        if (not isinstance(cuts, (list, tuple)) or not all(
+                isinstance(c, int) and not isinstance(c, bool) for c in cuts)
+                or not cuts or cuts[0] <= Vocab.eos_id
+                or any(a >= b for a, b in zip(cuts, cuts[1:]))):
+            raise ModelConfigError("head_cutoffs must be increasing integers past the special "
+                                   f"tokens, got {cuts!r}")
+        self.head_cutoffs = tuple(cuts)  # JSON gives a list back
+        if not float(self.head_div_value) >= 1.0:
+            raise ModelConfigError(f"head_div_value must be >= 1, got {self.head_div_value}")
 
 
 def _layer_class(cell: str):
@@ -77,7 +96,7 @@ def detach_state(state: State | None) -> State | None:
 
 class CharRNN(nn.Module):
     """``embedding`` (V, E) -> ``rnn`` (rnncore RNN/LSTM/GRU, batch_first) -> dropout ->
-    ``head`` Linear(H, V)."""
+    ``head`` (``rnncore.heads``: ``FullHead`` Linear(H, V) or ``AdaptiveHead``)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -95,7 +114,8 @@ class CharRNN(nn.Module):
             engine=cfg.engine,
         )
         self.dropout = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(cfg.hidden_size, cfg.vocab_size)
+        self.head = make_head(cfg.head, cfg.hidden_size, cfg.vocab_size, cfg.head_cutoffs,
+                              cfg.head_div_value)
 
     @property
     def engine(self) -> str:
@@ -108,7 +128,7 @@ class CharRNN(nn.Module):
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
         """Zero state: h (L, B, H), plus c for LSTM, in the parameters' dtype."""
-        weight = self.head.weight
+        weight = self.embedding.weight
         device = weight.device if device is None else device
         shape = (self.cfg.num_layers, batch_size, self.cfg.hidden_size)
         h = torch.zeros(shape, device=device, dtype=weight.dtype)
@@ -117,7 +137,8 @@ class CharRNN(nn.Module):
         return h
 
     def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """tokens (B, T) long -> logits (B, T, V), final state."""
+        """tokens (B, T) long -> logits (B, T, V) (log_softmax of them: the exact
+        log-probabilities), final state."""
         if tokens.dim() != 2:
             raise ValueError(f"tokens must be (batch, time), got shape {tuple(tokens.shape)}")
         x = self.embedding(tokens)
@@ -131,14 +152,13 @@ class CharRNN(nn.Module):
 
     def head_loss_sum(self, out: Tensor, targets: Tensor) -> Tensor:
         """out (W, B, H) time-major recurrent outputs, targets (W, B) -> the loss summed
-        over the real targets, sum -log softmax(head(dropout(out)))[y]
-        (``losses.cross_entropy_sum``; targets equal to ``IGNORE_INDEX`` are skipped).
+        over the real targets, sum -log p(y | dropout(out)) (``head.loss_sum``, exact for
+        every head; targets equal to ``IGNORE_INDEX`` are skipped).
 
         Time-major because that is how the layers store their output: (B, W, H) would be a
         transposed view that the head's GEMM first copies (and keeps for its backward)."""
-        logits = self.head(self.dropout(out))   # (W, B, V)
-        return cross_entropy_sum(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                 ignore_index=IGNORE_INDEX)
+        out = self.dropout(out)
+        return self.head.loss_sum(out.reshape(-1, out.shape[-1]), targets.reshape(-1))
 
     @torch.no_grad()
     def step(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:

@@ -10,7 +10,9 @@ The decoder drives an engine through four calls, for B rows and a vocab of V tok
 ``_ModelEngine`` goes through the model's own ``step`` (any cell; ``top`` is already the
 logits). ``_LSTMStepper`` is the fused float32 / float16-packed LSTM step for a
 unidirectional LSTM ``CharRNN`` in eval mode; its ``top`` is the last layer's hidden state
-(B, H), so the head product (H x V) is skipped where the token is forced.
+(B, H), so the head product (H x V) is skipped where the token is forced. A head that is
+not a plain Linear (the adaptive softmax) is called as the model's own module: its output,
+the exact log-probabilities, serves as the logits.
 """
 from __future__ import annotations
 
@@ -141,9 +143,10 @@ class _LSTMStepper:
         self.embedding = model.embedding.weight
         self.num_layers = rnn.num_layers
         self.hidden_size = rnn.hidden_size
-        head = model.head
+        # only a Linear head is fused; any other is called as it is (``head``)
+        self.model_head = None if isinstance(model.head, torch.nn.Linear) else model.head
         params = [p for l in range(rnn.num_layers) for p in layer_weights(rnn, l)]
-        params += [head.weight, head.bias, model.embedding.weight]
+        params += [*model.head.parameters(), model.embedding.weight]
         # fused weights are cached per model and rebuilt whenever a parameter changes
         # (an optimizer step bumps ``_version``; loading replaces the tensor)
         key = (tuple((id(p), p._version) for p in params if p is not None), self.FP16_WEIGHTS)
@@ -160,8 +163,9 @@ class _LSTMStepper:
         self.fp16_one_row = torch.get_num_threads() > 1
 
     def _build(self, model):
-        rnn, head = model.rnn, model.head
-        layers, weights = [], [head.weight]
+        rnn = model.rnn
+        head = model.head if isinstance(model.head, torch.nn.Linear) else None
+        layers, weights = [], [] if head is None else [head.weight]
         for l in range(rnn.num_layers):
             w_ih, w_hh, b_ih, b_hh = layer_weights(rnn, l)
             weights += [w_ih, w_hh]
@@ -176,12 +180,18 @@ class _LSTMStepper:
             w_in = w0[:, :E].T
             table = emb @ w_in if b0 is None else torch.addmm(b0, emb, w_in)
             layers[0] = (w0[:, E:].contiguous(), None)  # only W_hh0 is left per step
-        head_b = None if head.bias is None else head.bias.detach()
+        head_wT = head_b = None
+        if head is not None:
+            head_b = None if head.bias is None else head.bias.detach()
+            head_wT = head.weight.detach().T.contiguous()
         packed = None
         if self.FP16_WEIGHTS == "auto" and all(_fp16_exact(w) for w in weights):
-            packed = _pack_fp16([(head.weight.detach(), head_b)] + layers)
-        return ([(w.T.contiguous(), b) for w, b in layers], table,
-                head.weight.detach().T.contiguous(), head_b, packed)
+            # packed[0] is the head's (None without a Linear head), packed[1:] the layers'
+            pairs = [] if head is None else [(head.weight.detach(), head_b)]
+            packed = _pack_fp16(pairs + layers)
+            if packed is not None and head is None:
+                packed = [None, *packed]
+        return ([(w.T.contiguous(), b) for w, b in layers], table, head_wT, head_b, packed)
 
     @staticmethod
     def supports(model) -> bool:
@@ -220,6 +230,9 @@ class _LSTMStepper:
         return x, (new_h, new_c)
 
     def head(self, top: torch.Tensor) -> torch.Tensor:
+        if self.model_head is not None:
+            with torch.no_grad():
+                return self.model_head(top)
         if self.head_packed is not None and (self.fp16_one_row or top.shape[0] > 1):
             return _linear_fp16(top, self.head_packed)
         if self.head_b is None:
@@ -228,7 +241,7 @@ class _LSTMStepper:
 
     def start(self, ids: list[int], rows: int):
         """Feed the priming ids to one row from the zero state, then copy it to ``rows``."""
-        zero = torch.zeros(1, self.hidden_size, dtype=self.head_wT.dtype)
+        zero = torch.zeros(1, self.hidden_size, dtype=self.embedding.dtype)
         state = ([zero] * self.num_layers, [zero] * self.num_layers)
         for i in ids:
             top, state = self.advance(torch.tensor([i], dtype=torch.long), state)

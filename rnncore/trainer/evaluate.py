@@ -22,6 +22,9 @@ def evaluate_model(model: CharRNN, encoded_poems: list[list[int]], batch_size: i
     Returns ``loss_sum`` (nats), ``characters`` (predicted symbols, ``<eos>`` included, pad
     excluded), ``loss = loss_sum / characters``, ``bpc = loss / ln 2``,
     ``perplexity = exp(loss)``. The model's train/eval mode is restored afterwards.
+    Exact over the full vocabulary for every head: the cross-entropy takes log_softmax of
+    the model's logits, and the adaptive head's logits are its log-probabilities already
+    (log_softmax leaves them as they are).
     """
     if not encoded_poems:
         raise ValueError("no validation poems to evaluate on")
@@ -32,7 +35,9 @@ def evaluate_model(model: CharRNN, encoded_poems: list[list[int]], batch_size: i
     try:
         for batch in D.poem_batches(encoded_poems, batch_size, shuffle=False):
             logits, _ = model(batch.inputs.to(device))
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(),
+            # at least float32 (a half model's logits), float64 kept
+            logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)),
                                    batch.targets.to(device).reshape(-1),
                                    ignore_index=D.IGNORE_INDEX, reduction="sum")
             total += float(loss)
