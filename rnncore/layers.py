@@ -25,7 +25,8 @@ from torch import Tensor, _VF, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from rnncore import cells
-from rnncore.functional import final_states, recurrence, schedule, step_prev
+from rnncore.functional import recurrence, schedule
+from rnncore.functional.reference import scan as _autograd_scan
 from rnncore.kinds import ENGINES, cell_kind, check_engine, layer_weights, weight_names  # noqa: F401
 
 
@@ -142,7 +143,7 @@ class RNNBase(nn.Module):
                 flat = data.reshape(-1, data.shape[-1])
             out, state = self._layers(flat, sizes, hx)
             if not packed:
-                out = out.view(data.shape[0], B, -1)
+                out = out.view(data.shape[0], B, out.shape[-1])   # -1 is ambiguous for B = 0
 
         if unsorted_idx is not None:
             state = tuple(h.index_select(1, unsorted_idx) for h in state)
@@ -225,19 +226,6 @@ class RNNBase(nn.Module):
                               tag=(layer, direction))
         return _autograd_scan(self.mode, F.linear(x, w_ih, b_ih), h0, c0, w_hh, b_hh,
                               sched, self.nonlinearity)
-
-
-def _autograd_scan(mode, x_proj, h0, c0, w_hh, b_hh, sched, nonlinearity):
-    """The reference engine: a Python loop over cells.py steps, differentiated by autograd."""
-    step = cells.cell_step(mode, nonlinearity)
-    init = (h0,) if c0 is None else (h0, c0)
-    states: dict[int, tuple[Tensor, ...]] = {}
-    for s in sched.steps:
-        prev = states.get(s.off_prev, (None,) * len(init))
-        state = tuple(step_prev(p, i, s) for p, i in zip(prev, init))
-        states[s.off], _ = step(x_proj[s.off:s.off + s.bs], state, w_hh, b_hh)
-    outputs = [torch.cat([states[off][k] for off in sched.offsets]) for k in range(len(init))]
-    return final_states(outputs, sched)
 
 
 class RNN(RNNBase):
