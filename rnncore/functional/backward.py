@@ -63,6 +63,8 @@ def _blocks(sched: Schedule, row_bytes: int) -> list[tuple[int, int, list]]:
     of gate gradients (``row_bytes`` per row), in backward order. Cached on the schedule:
     a training loop's windows share one, and rebuilding the lists each backward is a
     fixed cost per window."""
+    if torch.compiler.is_compiling():      # traced once: no cache to fill (a side effect)
+        return _make_blocks(sched, row_bytes)
     key = ("blocks", row_bytes, GRAD_BLOCK_BYTES, CHUNK)
     if key not in sched._cache:
         sched._cache[key] = _make_blocks(sched, row_bytes)
@@ -84,6 +86,17 @@ def _make_blocks(sched: Schedule, row_bytes: int) -> list[tuple[int, int, list]]
 
 def _block_buffer(ref: Tensor, blocks, width: int) -> Tensor:
     return ref.new_empty(max(hi - lo for lo, hi, _ in blocks), width)
+
+
+def _mul_into(a: Tensor, b: Tensor, *, out: Tensor) -> Tensor:
+    """``torch.mul(a, b, out=out)`` for torch.compile, which refuses a non-contiguous out."""
+    return out.copy_(a * b)
+
+
+def _mul_op():
+    """The gate-gradient writes' multiply, chosen once per backward: ``torch.mul`` (one
+    kernel into a strided column block), or ``_mul_into`` while torch.compile traces."""
+    return _mul_into if torch.compiler.is_compiling() else torch.mul
 
 
 def _backward_init(grad_out, grad_hn, last_idx):
@@ -148,6 +161,7 @@ def _lstm_backward(saved, h0, c0, w_hh, sched, relu, grad_out, grad_hn, grad_cn,
     buf = _block_buffer(gates, blocks, gates.shape[1])
     dh0 = torch.zeros_like(h0) if need_h0 else None
     dc0 = torch.zeros_like(c0) if need_c0 else None
+    mul = _mul_op()
     for blo, bhi, chunks in blocks:
         dA = buf[:bhi - blo]
         for chunk, lo, hi in chunks:
@@ -165,8 +179,8 @@ def _lstm_backward(saved, h0, c0, w_hh, sched, relu, grad_out, grad_hn, grad_cn,
                     dh = torch.mm(dh, w_hr, out=dm_buf[:s.bs])
                 dc = dc_run[:s.bs].addcmul_(dh, dc_from_h[a0:a1])
                 da = dA[r0 - blo:r1 - blo]
-                torch.mul(mul_c[a0:a1], dc.unsqueeze(1), out=da.view(s.bs, 4, H)[:, :3])
-                torch.mul(dh, mul_h[a0:a1], out=da[:, 3 * H:])
+                mul(mul_c[a0:a1], dc.unsqueeze(1), out=da.view(s.bs, 4, H)[:, :3])
+                mul(dh, mul_h[a0:a1], out=da[:, 3 * H:])
                 fr = f[a0:a1]
                 k = s.n_carry
                 if k < s.bs and need_h0:
@@ -190,6 +204,7 @@ def _gru_backward(saved, h0, c0, w_hh, sched, relu, grad_out, grad_hn, grad_cn, 
     buf_h = _block_buffer(rzh, blocks, 3 * H)    # [dA^r, dA^z, d(W_hn h + b_hn)]
     buf_x = _block_buffer(rzh, blocks, 3 * H)    # [dA^r, dA^z, dA^n]
     dh0 = torch.zeros_like(h0) if need_h0 else None
+    mul = _mul_op()
     for blo, bhi, chunks in blocks:
         dAh, dAx = buf_h[:bhi - blo], buf_x[:bhi - blo]
         for chunk, lo, hi in chunks:
@@ -204,10 +219,10 @@ def _gru_backward(saved, h0, c0, w_hh, sched, relu, grad_out, grad_hn, grad_cn, 
                 a0, a1 = r0 - lo, r1 - lo
                 dh = dH[r0:r1]
                 dn = dAx[r0 - blo:r1 - blo, 2 * H:]
-                torch.mul(dh, d_n[a0:a1], out=dn)
+                mul(dh, d_n[a0:a1], out=dn)
                 da = dAh[r0 - blo:r1 - blo]
-                torch.mul(dh, d_z[a0:a1], out=da[:, H:2 * H])
-                torch.mul(r_and_hn[a0:a1], dn.unsqueeze(1), out=da.view(s.bs, 3, H)[:, ::2])
+                mul(dh, d_z[a0:a1], out=da[:, H:2 * H])
+                mul(r_and_hn[a0:a1], dn.unsqueeze(1), out=da.view(s.bs, 3, H)[:, ::2])
                 zr = z[a0:a1]
                 k = s.n_carry
                 if k:

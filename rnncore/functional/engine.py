@@ -2,13 +2,19 @@
 
 One layer and one direction, x (N, I) -> out (N, H), h_n (B, H) (and c_n (B, H) for LSTM),
 is one autograd node whose loops come from the ``forward.FORWARD`` and
-``backward.BACKWARD`` tables, keyed by cell name.
+``backward.BACKWARD`` tables, keyed by cell name. Where those loops cannot serve, the
+differentiable ``reference`` loop computes the same function: under torch.func transforms
+(vmap, grad, jacrev; forward and backward) and in a backward whose graph is asked for
+(``create_graph=True``), so higher derivatives are exact.
 """
 from __future__ import annotations
+
+import inspect
 
 import torch
 from torch import Tensor
 
+from rnncore.functional import reference
 from rnncore.functional.backward import BACKWARD, _Grads
 from rnncore.functional.forward import FORWARD, final_states
 from rnncore.functional.layout import Schedule
@@ -16,35 +22,72 @@ from rnncore.functional.record import publish, recording
 from rnncore.kinds import cell_kind
 
 
+def _transformed(*tensors) -> bool:
+    """Whether a torch.func transform is running, or ``tensors`` are batched by the
+    vmap of ``autograd.grad(..., is_grads_batched=True)``: the loops' ``out=`` and
+    in-place ops have no batching rules. Dynamo traces neither check, and a compiled
+    graph is never transformed here (torch.compile of a vmap traces vmap itself)."""
+    if torch.compiler.is_compiling():
+        return False
+    ft = torch._C._functorch
+    return torch._C._are_functorch_transforms_active() or any(
+        ft.is_functorch_wrapped_tensor(t) or ft.is_legacy_batchedtensor(t) for t in tensors)
+
+
 class _BPTT(torch.autograd.Function):
-    """Arguments as ``recurrence``'s, with the cell's ``kinds.CellKind`` for its name."""
+    """Arguments as ``recurrence``'s, with the cell's ``kinds.CellKind`` for its name.
+
+    Returns (out, h_n[, c_n], *extra): ``extra`` are the forward's saved intermediates
+    other than out (setup_context sees only inputs and outputs), non-differentiable."""
 
     @staticmethod
-    def forward(ctx, x, w_ih, b_ih, h0, c0, w_hh, b_hh, kind, sched, relu, tag):
+    def forward(x, w_ih, b_ih, h0, c0, w_hh, b_hh, kind, sched, relu, tag):
         outputs, saved = FORWARD[kind.name](x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu,
                                             True)
-        ctx.kind, ctx.sched, ctx.relu, ctx.tag = kind, sched, relu, tag
-        # save_for_backward takes tensors only: h0 stands in for the c0 of RNN and GRU
-        ctx.save_for_backward(x, w_ih, *saved, h0, c0 if c0 is not None else h0, w_hh)
-        return final_states(outputs, sched)
+        # every cell saves out last, and out is already the first output
+        return (*final_states(outputs, sched), *saved[:-1])
 
     @staticmethod
-    def backward(ctx, grad_out, grad_hn, grad_cn=None):
-        x, w_ih, *saved, h0, c0, w_hh = ctx.saved_tensors
-        sched, need = ctx.sched, ctx.needs_input_grad
+    def setup_context(ctx, inputs, output):
+        x, w_ih, b_ih, h0, c0, w_hh, b_hh, kind, sched, relu, tag = inputs
+        extra = output[kind.state_parts + 1:]
+        ctx.mark_non_differentiable(*extra)
+        # no zero gradients for the intermediates; backward fills in the outputs' own
+        ctx.set_materialize_grads(False)
+        ctx.kind, ctx.sched, ctx.relu, ctx.tag = kind, sched, relu, tag
+        ctx.save_for_backward(x, w_ih, b_ih, h0, c0, w_hh, b_hh, *extra, output[0])
+
+    @staticmethod
+    def backward(ctx, *grads):
+        x, w_ih, b_ih, h0, c0, w_hh, b_hh, *saved = ctx.saved_tensors
+        kind, sched, need = ctx.kind, ctx.sched, ctx.needs_input_grad
+        n = kind.state_parts + 1
+        grads = tuple(torch.zeros_like(like) if g is None else g
+                      for g, like in zip(grads[:n], (saved[-1], h0, c0)))
+        if torch.is_grad_enabled() or _transformed(*grads):
+            # create_graph or batched gradients: the reference's exact, differentiable vjp
+            inputs = (x, w_ih, b_ih, h0, c0, w_hh, b_hh)
+            return reference.vjp(kind.name, inputs, grads, need, sched, ctx.relu,
+                                 torch.is_grad_enabled()) + (None,) * 4
+        grad_out, grad_hn, grad_cn = grads + (None,) * (3 - n)
         record = recording(ctx.tag)
         with torch.no_grad():
-            grads = _Grads(x, w_ih, w_hh, h0, saved[-1], sched, need)
+            acc = _Grads(x, w_ih, w_hh, h0, saved[-1], sched, need)
             # dL/dh0 (and dc0) only when asked for: a truncated window's start state is
             # detached, and its gradient would cost a GEMM per window
-            need_h0, need_c0 = need[3], need[4] and ctx.kind.has_cell_state
-            dh0, dc0, dH = BACKWARD[ctx.kind.name](
+            need_h0, need_c0 = need[3], need[4] and kind.has_cell_state
+            dh0, dc0, dH = BACKWARD[kind.name](
                 saved, h0, c0, w_hh, sched, ctx.relu, grad_out.contiguous(), grad_hn, grad_cn,
-                grads, record, need_h0, need_c0)
+                acc, record, need_h0, need_c0)
         if record:
             publish(ctx.tag, dH, sched)
-        return (grads.dx, grads.dw_ih, grads.db_ih, dh0, dc0, grads.dw_hh, grads.db_hh,
+        return (acc.dx, acc.dw_ih, acc.db_ih, dh0, dc0, acc.dw_hh, acc.db_hh,
                 None, None, None, None)
+
+
+# Function.apply binds every call's arguments to forward's signature once setup_context is
+# defined; building that signature anew each call would cost more than the rest of apply
+_BPTT.forward.__signature__ = inspect.signature(_BPTT.forward)
 
 
 def recurrence(mode: str, x: Tensor, w_ih: Tensor, b_ih: Tensor | None, h0: Tensor,
@@ -60,10 +103,14 @@ def recurrence(mode: str, x: Tensor, w_ih: Tensor, b_ih: Tensor | None, h0: Tens
     ``tag`` = (layer, direction) names the call to a ``record_hidden_grads`` recorder.
     """
     kind = cell_kind(mode)
+    if _transformed():
+        return reference.layer_direction(kind.name, x, w_ih, b_ih, h0, c0, w_hh, b_hh,
+                                          sched, relu)
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, w_ih, b_ih, h0, c0, w_hh, b_hh))
     if needs_grad:
-        return _BPTT.apply(x, w_ih, b_ih, h0, c0, w_hh, b_hh, kind, sched, relu, tag)
+        return _BPTT.apply(x, w_ih, b_ih, h0, c0, w_hh, b_hh, kind, sched, relu,
+                           tag)[:kind.state_parts + 1]
     with torch.no_grad():
         outputs, _ = FORWARD[kind.name](x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, False)
         return final_states(outputs, sched)

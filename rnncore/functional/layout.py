@@ -54,6 +54,10 @@ class Schedule:
     def indices(self, device) -> tuple[Tensor, Tensor]:
         """(prev_index (N,), last_index (B,)) into ``cat([out, h0])``: the row holding each
         row's h_{t-1}, and the row holding each sequence's final state."""
+        if torch.compiler.is_compiling():
+            # a compiled graph builds them once, as constants: filling the cache from inside
+            # the traced Function would be a side effect that forces a graph break
+            return self._build_indices(device)
         key = str(device)
         if key not in self._cache:
             # the cache outlives the call: made under inference_mode (generation) these
@@ -73,11 +77,16 @@ class Schedule:
         return prev.to(device), last.to(device)
 
 
-@lru_cache(maxsize=256)
+_shared = lru_cache(maxsize=256)(Schedule)
+
+
 def schedule(batch_sizes: tuple[int, ...], reverse: bool) -> Schedule:
     """The shared ``Schedule`` of these batch sizes: cached, so the windows of a training
-    loop reuse its index tensors and backward blocks."""
-    return Schedule(batch_sizes, reverse)
+    loop reuse its index tensors and backward blocks. torch.compile builds its own while
+    tracing (it would trace through the cache, and warn that it does)."""
+    if torch.compiler.is_compiling():
+        return Schedule(batch_sizes, reverse)
+    return _shared(batch_sizes, reverse)
 
 
 def step_prev(prev_rows: Tensor | None, init: Tensor, s: Step) -> Tensor:

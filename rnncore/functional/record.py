@@ -2,12 +2,15 @@
 
 While a ``record_hidden_grads()`` block is active, every "bptt" layer-direction that runs
 backward hands its total dL/dh_t, flat (N, H), here; it is stored padded as (T, B, H)
-with the layer and direction it came from.
+with the layer and direction it came from. Only the hand-written backward records: one
+that runs the differentiable reference instead (``create_graph=True``, batched gradients
+under vmap) or a compiled one records nothing.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from rnncore.functional.layout import Schedule, _to_padded
@@ -44,11 +47,11 @@ def record_hidden_grads() -> HiddenGradRecorder:
     return HiddenGradRecorder()
 
 
-
 def recording(tag) -> bool:
     """Whether the backward of the layer-direction ``tag`` = (layer, direction) must form
-    dL/dh_t for a recorder (an untagged call is never recorded)."""
-    return bool(_RECORDERS) and tag is not None
+    dL/dh_t for a recorder. An untagged call is never recorded, nor a compiled backward:
+    appending to a recorder is a side effect torch.compile cannot keep inside the graph."""
+    return bool(_RECORDERS) and tag is not None and not torch.compiler.is_compiling()
 
 
 def publish(tag, dH: Tensor, sched: Schedule) -> None:

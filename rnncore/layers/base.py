@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, _VF, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from rnncore import cells
-from rnncore.functional import final_states, recurrence, schedule, step_prev
+from rnncore.functional import recurrence, schedule
+from rnncore.functional.reference import scan as _autograd_scan
 from rnncore.functional.projection import projected_recurrence
 from rnncore.kinds import cell_kind, check_engine, layer_weights, proj_weight_name, weight_names
 from rnncore.layers import checks, jit
@@ -151,7 +151,7 @@ class RNNBase(nn.Module):
                 flat = data.reshape(-1, data.shape[-1])
             out, state = self._layers(flat, sizes, hx, engine)
             if not packed:
-                out = out.view(data.shape[0], B, -1)
+                out = out.view(data.shape[0], B, out.shape[-1])   # -1 is ambiguous for B = 0
 
         if unsorted_idx is not None:
             state = tuple(h.index_select(1, unsorted_idx) for h in state)
@@ -228,20 +228,3 @@ class RNNBase(nn.Module):
                               self.nonlinearity == "relu", tag=tag)
         return _autograd_scan(self.mode, F.linear(x, w_ih, b_ih), h0, c0, w_hh, b_hh,
                               sched, self.nonlinearity, w_hr)
-
-
-def _autograd_scan(mode, x_proj, h0, c0, w_hh, b_hh, sched, nonlinearity, w_hr=None):
-    """The reference engine: a Python loop over cells.py steps, differentiated by autograd;
-    an LSTM's projection ``w_hr`` maps each step's h to W_hr h before it is fed back."""
-    step = cells.cell_step(mode, nonlinearity)
-    init = (h0,) if c0 is None else (h0, c0)
-    states: dict[int, tuple[Tensor, ...]] = {}
-    for s in sched.steps:
-        prev = states.get(s.off_prev, (None,) * len(init))
-        state = tuple(step_prev(p, i, s) for p, i in zip(prev, init))
-        state, _ = step(x_proj[s.off:s.off + s.bs], state, w_hh, b_hh)
-        if w_hr is not None:
-            state = (F.linear(state[0], w_hr), state[1])
-        states[s.off] = state
-    outputs = [torch.cat([states[off][k] for off in sched.offsets]) for k in range(len(init))]
-    return final_states(outputs, sched)
