@@ -11,6 +11,7 @@ ignore_index=-100)`` = mean over real positions of ``-log softmax(logits)[target
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
@@ -18,10 +19,16 @@ from torch import Tensor, nn
 
 from rnncore.configs import DictConfig
 from rnncore.data import IGNORE_INDEX, Vocab
-from rnncore.kinds import CELLS, ENGINES, cell_kind, check_engine  # noqa: F401 (re-exported)
+from rnncore.kinds import (CELLS, ENGINES, cell_kind, check_engine,  # noqa: F401 (re-exported)
+                           weight_names)
 from rnncore.losses import cross_entropy_sum
 
 State = Tensor | tuple[Tensor, Tensor]
+# Training holds about 7 float32 copies of the weights (weights, gradients, Adam's two
+# moments, the non-finite guard's snapshot of weights and moments): 500M parameters is
+# ~14 GB, what a 24 GB machine can hold beside the activations.
+MAX_PARAMETERS = 500_000_000
+MAX_LAYERS = 64
 
 
 class ModelConfigError(ValueError):
@@ -57,6 +64,29 @@ class ModelConfig(DictConfig):
                 f"vocab_size must exceed the 4 special tokens, got {self.vocab_size}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ModelConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.num_layers > MAX_LAYERS:
+            raise ModelConfigError(f"num_layers must be at most {MAX_LAYERS}, got "
+                                   f"{self.num_layers}")
+        count = sum(math.prod(shape) for shape in parameter_shapes(self).values())
+        if count > MAX_PARAMETERS:
+            raise ModelConfigError(
+                f"the model would have {count:,} parameters ({count * 4 / 2**30:.1f} GB of "
+                f"float32 weights); at most {MAX_PARAMETERS:,} (reduce hidden_size, "
+                f"num_layers, embedding_dim or the vocabulary)")
+
+
+def parameter_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor in a ``CharRNN(cfg)``'s state dict, computed without
+    building it (a checkpoint's tensors are checked against these before any allocation)."""
+    G, H, E, V = cell_kind(cfg.cell).gates, cfg.hidden_size, cfg.embedding_dim, cfg.vocab_size
+    shapes = {"embedding.weight": (V, E)}
+    for layer in range(cfg.num_layers):
+        w_ih, w_hh, b_ih, b_hh = weight_names(layer)
+        shapes.update({f"rnn.{w_ih}": (G * H, E if layer == 0 else H),
+                       f"rnn.{w_hh}": (G * H, H), f"rnn.{b_ih}": (G * H,),
+                       f"rnn.{b_hh}": (G * H,)})
+    shapes.update({"head.weight": (V, H), "head.bias": (V,)})
+    return shapes
 
 
 def _layer_class(cell: str):

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import sys
 import time
 from pathlib import Path
+
+from rnncore.commands import print_json
 
 # flag -> (config, field); None defaults mean "the dataclass default"
 DATA_FLAGS = {"corpus": "corpus", "simplified": "simplified", "max_poems": "max_poems",
@@ -27,7 +28,8 @@ TRAIN_FLAGS = {"strategy": "strategy", "truncation": "truncation_len",
                "max_steps": "max_steps", "max_minutes": "max_minutes",
                "eval_every": "eval_every", "eval_max_poems": "eval_max_poems",
                "patience": "patience", "checkpoint_every": "checkpoint_every",
-               "keep_last": "keep_last", "seed": "seed", "device": "device"}
+               "checkpoint_minutes": "checkpoint_minutes", "keep_last": "keep_last",
+               "seed": "seed", "device": "device"}
 
 
 def register(subparsers) -> None:
@@ -73,6 +75,8 @@ def register(subparsers) -> None:
     t.add_argument("--patience", type=int, default=None,
                    help="early stopping: evaluations without improvement (0 = off)")
     t.add_argument("--checkpoint-every", type=int, default=None, help="steps (0 = at the end)")
+    t.add_argument("--checkpoint-minutes", type=float, default=None,
+                   help="also save after this much time since the last checkpoint")
     t.add_argument("--keep-last", type=int, default=None, help="checkpoints kept (3)")
     t.add_argument("--seed", type=int, default=None, help="(0)")
     t.add_argument("--device", default=None, help="auto | cpu | cuda (auto)")
@@ -129,7 +133,7 @@ class _Progress:
 
     def on_eval(self, ev) -> None:
         self._tqdm.write(f"step {ev.step}: val loss {ev.val_loss:.4f}  bpc {ev.val_bpc:.4f}  "
-                         f"ppl {ev.val_perplexity:.1f}{'  (best)' if ev.is_best else ''}",
+                         f"ppl {ev.val_perplexity:.4g}{'  (best)' if ev.is_best else ''}",
                          file=sys.stderr)
 
     def close(self) -> None:
@@ -147,6 +151,7 @@ class _Quiet:
 def run(args) -> int:
     from rnncore import data as D
     from rnncore.checkpoint import is_checkpoint_dir
+    from rnncore.data.tang import SOURCE_NAMES
     from rnncore.distributed import init_from_env, shutdown
     from rnncore.model import ModelConfig
     from rnncore.trainer import RESUME_OVERRIDABLE, TrainConfig, Trainer, resolve_device
@@ -169,6 +174,9 @@ def run(args) -> int:
         device = train_given.get("device", "auto")
     else:
         data_cfg = D.DataConfig(**_given(args, DATA_FLAGS))
+        if data_cfg.corpus not in ("tang", *SOURCE_NAMES) and Path(data_cfg.corpus).exists():
+            # saved absolute in the checkpoint, so the run resumes from any directory
+            data_cfg.corpus = str(Path(data_cfg.corpus).resolve())
         model_fields = _given(args, MODEL_FLAGS)
         ModelConfig(**{**model_fields, "vocab_size": 5})  # validate flags before loading data
         out = Path(args.out) if args.out else Path(
@@ -213,10 +221,10 @@ def run(args) -> int:
         if ctx.is_main:
             summary = {**result.summary(), "out": str(out), "device": str(trainer.device)}
             if args.json:
-                print(json.dumps(summary, ensure_ascii=False))
+                print_json(summary)
             else:
                 val = (f"val loss {summary['val_loss']:.4f}, bpc {summary['val_bpc']:.4f}, "
-                       f"perplexity {summary['val_perplexity']:.1f}; "
+                       f"perplexity {summary['val_perplexity']:.4g}; "
                        if summary["val_loss"] is not None else "")
                 print(f"stopped ({result.stop_reason}) after {result.steps} steps in "
                       f"{result.elapsed_s:.1f} s: {val}{result.tokens_per_s:.0f} chars/s; "

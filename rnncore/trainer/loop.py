@@ -25,8 +25,9 @@ import torch
 from torch import nn
 
 from rnncore import data as D
-from rnncore.checkpoint import (CheckpointError, CheckpointManager, StepLog, TrainerState,
-                               capture_rng_state, load_checkpoint, restore_rng_state)
+from rnncore.checkpoint import (CheckpointError, CheckpointManager, RunLock, StepLog,
+                                TrainerState, capture_rng_state, latest_checkpoint,
+                                load_checkpoint, restore_rng_state)
 from rnncore.model import CharRNN, ModelConfig
 from rnncore.trainer.config import (RESUME_OVERRIDABLE, TrainConfig, TrainConfigError,
                                     lr_factor, resolve_device)
@@ -134,7 +135,7 @@ class Trainer:
         self._last_checkpoint_step = -1
         self._last_eval: EvalRecord | None = None
         self._take_snapshot()
-        self._run_start = self._clock = time.perf_counter()
+        self._run_start = self._clock = self._saved_at = time.perf_counter()
         self._run_elapsed = 0.0
 
     @property
@@ -282,6 +283,7 @@ class Trainer:
             self.last_checkpoint = path
         self.dist.barrier()
         self._last_checkpoint_step = self.step
+        self._saved_at = time.perf_counter()
         self._take_snapshot()
         return path
 
@@ -314,17 +316,25 @@ class Trainer:
             raise CheckpointError(f"{ckpt.path} was trained with {saved.world_size} "
                                   f"process(es), now {trainer.dist.world_size}")
         tensors = ckpt.optimizer_state
-        trainer.model.load_state_dict(ckpt.model.state_dict())
-        trainer.optimizer.load_state_dict(tensors["optimizer"])
-        trainer.step = ckpt.step
-        trainer.state = saved
-        trainer.feed.restore_position(ckpt.data_position)  # the epoch of ``saved``
-        trainer.feed.load_tensors(tensors, trainer.device)
+        try:
+            trainer.model.load_state_dict(ckpt.model.state_dict())
+            trainer.optimizer.load_state_dict(tensors["optimizer"])
+            trainer.step = ckpt.step
+            trainer.state = saved
+            trainer.feed.restore_position(ckpt.data_position)  # the epoch of ``saved``
+            trainer.feed.load_tensors(tensors, trainer.device)
+            restore_rng_state(ckpt.rng_state or {})
+            if trainer.device.type == "cuda" and tensors["cuda_rng"].numel():
+                torch.cuda.set_rng_state(tensors["cuda_rng"], trainer.device)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError,
+                RuntimeError) as exc:  # a damaged or hand-made checkpoint
+            if isinstance(exc, (CheckpointError, TrainConfigError)):
+                raise
+            reason = (str(exc).splitlines() or [""])[0][:200]
+            raise CheckpointError(f"{ckpt.path} cannot be resumed: its saved state does not "
+                                  f"fit ({type(exc).__name__}: {reason})") from None
         trainer.last_checkpoint = str(ckpt.path)
         trainer._last_checkpoint_step = trainer.step
-        restore_rng_state(ckpt.rng_state or {})
-        if trainer.device.type == "cuda" and tensors["cuda_rng"].numel():
-            torch.cuda.set_rng_state(tensors["cuda_rng"], trainer.device)
         trainer._take_snapshot()
         return trainer
 
@@ -342,10 +352,47 @@ class Trainer:
                 return reason
         return None
 
+    def _lock_out_dir(self) -> RunLock | None:
+        """Take the run directory's lock (rank 0; every rank raises if it fails) and refuse
+        to start a fresh run over another run's checkpoints."""
+        lock, problem = None, None
+        if self.cfg.out_dir and self.dist.is_main:
+            lock = RunLock(self.cfg.out_dir)
+            try:
+                lock.acquire()
+                if self.last_checkpoint is None and latest_checkpoint(self.cfg.out_dir):
+                    raise CheckpointError(f"{self.cfg.out_dir} already holds a run's "
+                                          f"checkpoints (resume it, or choose another out_dir)")
+            except CheckpointError as exc:
+                lock.release()
+                problem = exc
+        if self._any_rank(problem is not None)[0]:
+            raise problem or CheckpointError("rank 0 could not lock the run directory")
+        return lock
+
+    def _checkpoint_due(self) -> bool:
+        """``checkpoint_every`` steps or ``checkpoint_minutes`` since the last save."""
+        cfg = self.cfg
+        if not cfg.out_dir:
+            return False
+        if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+            return True
+        return bool(cfg.checkpoint_minutes) and self._any_rank(
+            time.perf_counter() - self._saved_at >= cfg.checkpoint_minutes * 60.0)[0]
+
     def run(self, callbacks: Iterable[CallbackSpec] | CallbackSpec = (),
             stop_event=None) -> TrainResult:
         """Train until a stop condition; callbacks get ``on_step(StepRecord)``,
-        ``on_eval(EvalRecord)`` and ``on_checkpoint(path)`` (rank 0 only for the last)."""
+        ``on_eval(EvalRecord)`` and ``on_checkpoint(path)`` (rank 0 only for the last).
+        With ``out_dir``, the run directory is locked (``RunLock``) while it runs."""
+        lock = self._lock_out_dir()
+        try:
+            return self._run(callbacks, stop_event)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _run(self, callbacks, stop_event) -> TrainResult:
         cfg = self.cfg
         listeners = Callbacks(callbacks)
         if cfg.out_dir and self.dist.is_main:
@@ -360,7 +407,7 @@ class Trainer:
             if path:
                 listeners.emit("on_checkpoint", path)
 
-        self._run_start = self._clock = time.perf_counter()
+        self._run_start = self._clock = self._saved_at = time.perf_counter()
         self._run_elapsed = 0.0
         history: list[StepRecord] = []
         evals: list[EvalRecord] = []
@@ -379,7 +426,7 @@ class Trainer:
                 evaluate()
                 if cfg.patience and self.state.bad_evals >= cfg.patience:
                     reason = "early_stopping"
-            if cfg.out_dir and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+            if self._checkpoint_due():
                 checkpoint()
         if self.has_val and (self._last_eval is None or self._last_eval.step != self.step):
             evaluate()
