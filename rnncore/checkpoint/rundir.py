@@ -182,7 +182,9 @@ class RunLock:
         self.path = self.run_dir / LOCK_FILE
         self._fd: int | None = None
 
-    def acquire(self) -> None:
+    def acquire(self, fresh: bool = False) -> None:
+        """Take the lock; ``fresh`` (a new run) also refuses a directory that already holds
+        another run's checkpoints."""
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -212,6 +214,10 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode("ascii"))
         self._fd = fd
+        if fresh and latest_checkpoint(self.run_dir) is not None:
+            self.release()
+            raise CheckpointError(f"{self.run_dir} already holds a run's checkpoints (resume "
+                                  f"it, or choose another directory)")
 
     def release(self) -> None:
         if self._fd is None:

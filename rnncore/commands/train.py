@@ -189,49 +189,61 @@ def run(args) -> int:
             train_given["max_steps"] = None  # a time budget alone: no step cap
         cfg = TrainConfig(**{**train_given, "out_dir": str(out)})
         device = cfg.device
-    ctx = init_from_env(use_cuda=resolve_device(device).type == "cuda")
-    try:
-        if args.resume:
-            overrides = {k: v for k, v in train_given.items() if k in RESUME_OVERRIDABLE}
-            overrides["out_dir"] = str(out)
-            trainer = Trainer.resume(args.resume, overrides, dist_ctx=ctx)
-        else:
+    if args.resume:
+        overrides = {k: v for k, v in train_given.items() if k in RESUME_OVERRIDABLE}
+        overrides["out_dir"] = str(out)
+
+        def build(ctx):
+            return Trainer.resume(args.resume, overrides, dist_ctx=ctx)
+    else:
+        def build(ctx):
             prepared = D.prepare_data(data_cfg)
             model_cfg = ModelConfig(**{**model_fields, "vocab_size": len(prepared.vocab)})
-            trainer = Trainer(model_cfg, cfg, data_cfg, data=prepared, dist_ctx=ctx)
-        callbacks = []
-        progress = None
-        if ctx.is_main:
-            if args.no_progress:
-                callbacks.append(_Quiet())
-            else:
-                progress = _Progress(trainer.cfg.max_steps, trainer.cfg.max_minutes,
-                                     trainer.step)
-                callbacks.append(progress)
-            if not args.json:
-                m = trainer.model
-                print(f"{trainer.model_config.cell} {trainer.model_config.num_layers}x"
-                      f"{trainer.model_config.hidden_size}, {m.num_parameters():,} parameters, "
-                      f"vocab {len(trainer.vocab)}, {len(trainer.data.train)} train / "
-                      f"{len(trainer.data.val)} val poems, {trainer.cfg.strategy} BPTT on "
-                      f"{trainer.device}" + (f" x{ctx.world_size} processes" if ctx.enabled else ""),
-                      file=sys.stderr)
-        try:
-            result = trainer.run(callbacks=callbacks)
-        finally:
-            if progress is not None:
-                progress.close()
-        if ctx.is_main:
-            summary = {**result.summary(), "out": str(out), "device": str(trainer.device)}
-            if args.json:
-                print_json(summary)
-            else:
-                val = (f"val loss {summary['val_loss']:.4f}, bpc {summary['val_bpc']:.4f}, "
-                       f"perplexity {summary['val_perplexity']:.4g}; "
-                       if summary["val_loss"] is not None else "")
-                print(f"stopped ({result.stop_reason}) after {result.steps} steps in "
-                      f"{result.elapsed_s:.1f} s: {val}{result.tokens_per_s:.0f} chars/s; "
-                      f"checkpoint {result.checkpoint}")
-        return 1 if result.stop_reason == "diverged" else 0
+            return Trainer(model_cfg, cfg, data_cfg, data=prepared, dist_ctx=ctx)
+
+    ctx = init_from_env(use_cuda=resolve_device(device).type == "cuda")
+    ended = False
+    try:
+        code = _train(args, ctx, build(ctx), out)
+        ended = True
+        return code
     finally:
-        shutdown(ctx)
+        shutdown(ctx, synchronize=ended)
+
+
+def _train(args, ctx, trainer, out: Path) -> int:
+    """Run ``trainer`` and report; the trainer (and its DDP wrapper) is released on return,
+    before the process group is destroyed."""
+    callbacks = []
+    progress = None
+    if ctx.is_main:
+        if args.no_progress:
+            callbacks.append(_Quiet())
+        else:
+            progress = _Progress(trainer.cfg.max_steps, trainer.cfg.max_minutes, trainer.step)
+            callbacks.append(progress)
+        if not args.json:
+            m = trainer.model
+            print(f"{trainer.model_config.cell} {trainer.model_config.num_layers}x"
+                  f"{trainer.model_config.hidden_size}, {m.num_parameters():,} parameters, "
+                  f"vocab {len(trainer.vocab)}, {len(trainer.data.train)} train / "
+                  f"{len(trainer.data.val)} val poems, {trainer.cfg.strategy} BPTT on "
+                  f"{trainer.device}" + (f" x{ctx.world_size} processes" if ctx.enabled else ""),
+                  file=sys.stderr)
+    try:
+        result = trainer.run(callbacks=callbacks)
+    finally:
+        if progress is not None:
+            progress.close()
+    if ctx.is_main:
+        summary = {**result.summary(), "out": str(out), "device": str(trainer.device)}
+        if args.json:
+            print_json(summary)
+        else:
+            val = (f"val loss {summary['val_loss']:.4f}, bpc {summary['val_bpc']:.4f}, "
+                   f"perplexity {summary['val_perplexity']:.4g}; "
+                   if summary["val_loss"] is not None else "")
+            print(f"stopped ({result.stop_reason}) after {result.steps} steps in "
+                  f"{result.elapsed_s:.1f} s: {val}{result.tokens_per_s:.0f} chars/s; "
+                  f"checkpoint {result.checkpoint}")
+    return 1 if result.stop_reason == "diverged" else 0

@@ -26,16 +26,15 @@ from torch import nn
 
 from rnncore import data as D
 from rnncore.checkpoint import (CheckpointError, CheckpointManager, RunLock, StepLog,
-                                TrainerState, capture_rng_state, latest_checkpoint,
-                                load_checkpoint, restore_rng_state)
+                                TrainerState, capture_rng_state, load_checkpoint)
 from rnncore.model import CharRNN, ModelConfig
-from rnncore.trainer.config import (RESUME_OVERRIDABLE, TrainConfig, TrainConfigError,
-                                    lr_factor, resolve_device)
+from rnncore.trainer.config import TrainConfig, TrainConfigError, lr_factor, resolve_device
 from rnncore.trainer.evaluate import LN2, evaluate_model, metrics_from_sums
 from rnncore.trainer.feed import WindowFeed
 from rnncore.trainer.guard import Snapshot, params_finite
 from rnncore.trainer.optimizer import make_optimizer
 from rnncore.trainer.records import CallbackSpec, Callbacks, EvalRecord, StepRecord, TrainResult
+from rnncore.trainer.resume import restore, saved_state
 from rnncore.truncation import window_loss
 
 
@@ -298,41 +297,11 @@ class Trainer:
         the model, data and optimisation settings come from the checkpoint.
         """
         ckpt = load_checkpoint(path, map_location="cpu")
-        saved = ckpt.trainer_state
-        if saved is None or not isinstance(ckpt.optimizer_state, dict) \
-                or ckpt.train_config is None:
-            raise CheckpointError(f"{ckpt.path} has no trainer state (not saved by a Trainer)")
-        bad = sorted(set(overrides or {}) - set(RESUME_OVERRIDABLE))
-        if bad:
-            raise TrainConfigError(f"cannot change {', '.join(bad)} when resuming "
-                                   f"(allowed: {', '.join(RESUME_OVERRIDABLE)})")
+        saved = saved_state(ckpt, overrides)
         cfg = TrainConfig.from_dict({**ckpt.train_config, **(overrides or {})})
         trainer = cls(ckpt.model_config, cfg, saved.data_config, data=data, corpus=corpus,
                       dist_ctx=dist_ctx)
-        if trainer.vocab != ckpt.vocab:
-            raise CheckpointError(f"the corpus no longer gives the vocabulary {ckpt.path} was "
-                                  f"trained with")
-        if saved.world_size != trainer.dist.world_size:
-            raise CheckpointError(f"{ckpt.path} was trained with {saved.world_size} "
-                                  f"process(es), now {trainer.dist.world_size}")
-        tensors = ckpt.optimizer_state
-        try:
-            trainer.model.load_state_dict(ckpt.model.state_dict())
-            trainer.optimizer.load_state_dict(tensors["optimizer"])
-            trainer.step = ckpt.step
-            trainer.state = saved
-            trainer.feed.restore_position(ckpt.data_position)  # the epoch of ``saved``
-            trainer.feed.load_tensors(tensors, trainer.device)
-            restore_rng_state(ckpt.rng_state or {})
-            if trainer.device.type == "cuda" and tensors["cuda_rng"].numel():
-                torch.cuda.set_rng_state(tensors["cuda_rng"], trainer.device)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError,
-                RuntimeError) as exc:  # a damaged or hand-made checkpoint
-            if isinstance(exc, (CheckpointError, TrainConfigError)):
-                raise
-            reason = (str(exc).splitlines() or [""])[0][:200]
-            raise CheckpointError(f"{ckpt.path} cannot be resumed: its saved state does not "
-                                  f"fit ({type(exc).__name__}: {reason})") from None
+        restore(trainer, ckpt, saved)
         trainer.last_checkpoint = str(ckpt.path)
         trainer._last_checkpoint_step = trainer.step
         trainer._take_snapshot()
@@ -358,13 +327,9 @@ class Trainer:
         lock, problem = None, None
         if self.cfg.out_dir and self.dist.is_main:
             lock = RunLock(self.cfg.out_dir)
-            try:
-                lock.acquire()
-                if self.last_checkpoint is None and latest_checkpoint(self.cfg.out_dir):
-                    raise CheckpointError(f"{self.cfg.out_dir} already holds a run's "
-                                          f"checkpoints (resume it, or choose another out_dir)")
+            try:  # a trainer that never saved nor resumed starts a new run
+                lock.acquire(fresh=self.last_checkpoint is None)
             except CheckpointError as exc:
-                lock.release()
                 problem = exc
         if self._any_rank(problem is not None)[0]:
             raise problem or CheckpointError("rank 0 could not lock the run directory")
