@@ -18,23 +18,9 @@ from rnncore.checkpoint import (CheckpointError, export_checkpoint_zip, load_che
 from rnncore.cli import main
 from rnncore.model import CharRNN, ModelConfig
 
+from cli_helpers import TINY, assert_user_error, run_cli
+
 VOCAB = D.Vocab.build(["床前明月光，疑是地上霜。舉頭望明月，低頭思故鄉。"])
-TINY = ["--max-poems", "8", "--val-fraction", "0.25", "--hidden-size", "8", "--layers", "1",
-        "--embedding-dim", "8", "--batch-size", "2", "--truncation", "8", "--device", "cpu",
-        "--no-progress"]
-
-
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_user_error(code, err, words):
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], err
-    assert "Traceback" not in err
 
 
 @pytest.fixture()

@@ -20,28 +20,15 @@ from rnncore import data as D
 from rnncore.checkpoint import (CheckpointError, CheckpointManager, StepLog, latest_checkpoint,
                                 list_checkpoints, load_checkpoint, read_job_file, read_meta,
                                 read_step_records, write_job_file)
-from rnncore.cli import main
 from rnncore.jobs import JobError, JobManager
 from rnncore.model import ModelConfig
 from rnncore.trainer import TrainConfig, Trainer
 
-TINY = ["--max-poems", "8", "--val-fraction", "0.25", "--hidden-size", "8", "--layers", "1",
-        "--embedding-dim", "8", "--batch-size", "2", "--truncation", "8", "--device", "cpu",
-        "--no-progress", "--json"]
+from cli_helpers import TINY as CLI_TINY
+from cli_helpers import assert_user_error, run_cli
+
+TINY = [*CLI_TINY, "--json"]
 MODEL = ModelConfig(cell="gru", vocab_size=5, embedding_dim=16, hidden_size=32, num_layers=1)
-
-
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_user_error(code, err, words):
-    assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], err
-    assert "Traceback" not in err
 
 
 @dataclass

@@ -15,6 +15,7 @@ import dataclasses
 import datetime as _dt
 import os
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -49,7 +50,7 @@ def _exit_on_sigterm() -> None:
     it; a server like Streamlit installs its own handler, which exits normally too."""
     if threading.current_thread() is threading.main_thread() \
             and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, lambda signum, frame: exit(128 + signum))
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 atexit.register(_stop_all_managers)
