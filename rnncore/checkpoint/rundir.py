@@ -211,8 +211,9 @@ class RunLock:
             if here is not None and (here.st_ino, here.st_dev) == (mine.st_ino, mine.st_dev):
                 break
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        with contextlib.suppress(OSError):  # the pid only names the holder in errors
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
         self._fd = fd
         if fresh and latest_checkpoint(self.run_dir) is not None:
             self.release()
@@ -226,13 +227,6 @@ class RunLock:
             self.path.unlink()  # while still locked: see acquire
         os.close(self._fd)
         self._fd = None
-
-    def __enter__(self) -> RunLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
 
 
 # --------------------------------------------------------------------------- job file

@@ -38,9 +38,10 @@ _MANAGERS: weakref.WeakSet = weakref.WeakSet()
 
 
 def _stop_all_managers() -> None:
-    # Runs before the interpreter tears down (registered after torch's own exit hooks, so
-    # it runs first): a training thread killed inside a torch op aborts the process
-    # ("terminate called without an active exception") and loses its segment.
+    # atexit runs while daemon threads still run, before the interpreter (and torch, whose
+    # hooks were registered earlier and so run later) tears down: a training thread still
+    # inside a torch op then aborts the process ("terminate called without an active
+    # exception") and loses everything since its last checkpoint.
     for manager in list(_MANAGERS):
         manager.stop_all(SHUTDOWN_TIMEOUT_S)
 
@@ -54,6 +55,7 @@ def _exit_on_sigterm() -> None:
 
 
 atexit.register(_stop_all_managers)
+
 
 class JobManager:
     """Starts, tracks and stops training jobs; thread-safe; one per process.
@@ -173,7 +175,8 @@ class JobManager:
             raise JobError(f"{old.run_dir.name} has no checkpoint to resume from")
         with self._slot():
             budget = budget_s if budget_s is not None else old.budget_s
-            overrides = {"out_dir": str(old.run_dir)}
+            overrides = {"out_dir": str(old.run_dir), "checkpoint_minutes":
+                         old.train_config.checkpoint_minutes or JOB_CHECKPOINT_MINUTES}
             if budget:
                 overrides["max_minutes"] = budget / 60.0
             if old.train_config.max_steps is not None:
