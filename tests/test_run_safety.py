@@ -216,6 +216,7 @@ def test_a_run_directory_has_one_trainer_at_a_time(prepared, tmp_path):
     assert not (out / ".lock").exists()
 
 
+@pytest.mark.slow
 def test_two_cli_trainers_started_together_do_not_share_a_run(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "rnncore", "train", *TINY, "--max-steps", "30",
@@ -295,6 +296,7 @@ EXIT_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["sigterm", "exit"])
 def test_stopping_the_server_saves_the_running_job(tmp_path, how):
     proc = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, str(tmp_path), how],
