@@ -29,7 +29,7 @@ def checkpoint_at(path: str, _stamp: str):
 
 @st.cache_resource(show_spinner="Checking the uploaded checkpoint ...", max_entries=2)
 def checkpoint_from_zip(digest: str, _raw: bytes):
-    return load_checkpoint_bytes(_raw, map_location="cpu")
+    return load_checkpoint_bytes(_raw, map_location="cpu", load_optimizer=False)
 
 
 # --------------------------------------------------------------------------- model
@@ -67,7 +67,8 @@ if model_problem:
 mc = ckpt.model_config
 st.caption(f"{mc.cell.upper()} {mc.num_layers}×{mc.hidden_size}, vocabulary {len(ckpt.vocab):,}, "
            f"trained {ckpt.step:,} steps"
-           + (f", val {ckpt.metrics['val_bpc']:.2f} bits/char" if "val_bpc" in ckpt.metrics else ""))
+           + (f", val {ckpt.metrics['val_bpc']:.2f} bits/char"
+              if isinstance(ckpt.metrics.get("val_bpc"), (int, float)) else ""))
 
 # --------------------------------------------------------------------------- request
 with st.form("gen_form"):

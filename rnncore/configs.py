@@ -28,4 +28,7 @@ class DictConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise cls.config_error(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except TypeError as exc:  # a value of the wrong type (a hand-edited file)
+            raise cls.config_error(f"invalid {cls.__name__}: {exc}") from None

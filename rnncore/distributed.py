@@ -9,6 +9,7 @@ and the weights stay identical. Only rank 0 writes checkpoints and prints.
 """
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from typing import Sequence, TypeVar
@@ -83,8 +84,16 @@ def init_from_env(use_cuda: bool) -> DistContext:
     return DistContext(rank=rank, world_size=world, local_rank=local, backend=backend)
 
 
-def shutdown(ctx: DistContext) -> None:
+def shutdown(ctx: DistContext, synchronize: bool = True) -> None:
+    """Leave the process group before the interpreter exits. After a run that ended
+    normally (``synchronize``) every rank first waits for the others, so none closes its
+    connections while a peer still talks to it; objects still holding the group (a DDP
+    reducer in a reference cycle) are collected before it is destroyed. Either race can
+    end a process in "terminate called without an active exception"."""
     if ctx.enabled and dist.is_initialized():
+        if synchronize:
+            dist.barrier()
+        gc.collect()
         dist.destroy_process_group()
 
 

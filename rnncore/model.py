@@ -13,6 +13,7 @@ ignore_index=-100)`` = mean over real positions of ``-log softmax(logits)[target
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +25,11 @@ from rnncore.heads import HEADS, make_head
 from rnncore.kinds import CELLS, ENGINES, cell_kind, check_engine  # noqa: F401 (re-exported)
 
 State = Tensor | tuple[Tensor, Tensor]
+# Training holds about 7 float32 copies of the weights (weights, gradients, Adam's two
+# moments, the non-finite guard's snapshot of weights and moments): 500M parameters is
+# ~14 GB, what a 24 GB machine can hold beside the activations.
+MAX_PARAMETERS = 500_000_000
+MAX_LAYERS = 64
 
 
 class ModelConfigError(ValueError):
@@ -76,6 +82,24 @@ class ModelConfig(DictConfig):
         self.head_cutoffs = tuple(cuts)  # JSON gives a list back
         if not float(self.head_div_value) >= 1.0:
             raise ModelConfigError(f"head_div_value must be >= 1, got {self.head_div_value}")
+        if self.num_layers > MAX_LAYERS:
+            raise ModelConfigError(f"num_layers must be at most {MAX_LAYERS}, got "
+                                   f"{self.num_layers}")
+        count = sum(math.prod(shape) for shape in parameter_shapes(self).values())
+        if count > MAX_PARAMETERS:
+            raise ModelConfigError(
+                f"the model would have {count:,} parameters ({count * 4 / 2**30:.1f} GB of "
+                f"float32 weights); at most {MAX_PARAMETERS:,} (reduce hidden_size, "
+                f"num_layers, embedding_dim or the vocabulary)")
+
+
+def parameter_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor in a ``CharRNN(cfg)``'s state dict, without allocating it
+    (built on the meta device): a checkpoint's tensors are checked against these before
+    any allocation."""
+    with torch.device("meta"):
+        model = CharRNN(cfg)
+    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
 
 
 def _layer_class(cell: str):

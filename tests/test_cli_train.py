@@ -8,24 +8,7 @@ import sys
 import pytest
 import torch
 
-from rnncore.cli import main
-
-TINY = ["--max-poems", "8", "--val-fraction", "0.25", "--hidden-size", "8", "--layers", "1",
-        "--embedding-dim", "8", "--batch-size", "2", "--truncation", "8", "--device", "cpu",
-        "--no-progress"]
-
-
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_user_error(code, err, words):
-    assert code == 2
-    lines = [line for line in err.strip().splitlines() if line]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], err
-    assert "Traceback" not in err
+from cli_helpers import TINY, assert_user_error, run_cli
 
 
 def test_train_json_summary_and_evaluate_agree(capsys, tmp_path):

@@ -2,6 +2,7 @@
 
 Small files (pointers, the job file) are replaced atomically: written to a temporary
 sibling, fsynced, then ``os.replace``d, so a reader sees the old or the new content.
+A failed write (a full disk) becomes one ``CheckpointError`` line (``write_error``).
 """
 from __future__ import annotations
 
@@ -18,10 +19,22 @@ CHECKPOINT_FILES = (MODEL_FILE, META_FILE, OPTIMIZER_FILE)
 LATEST_POINTER, BEST_POINTER = "latest.json", "best.json"
 STEP_LOG_FILE = "steps.jsonl"
 JOB_FILE = "job.json"
+LOCK_FILE = ".lock"  # held (flock) by the one trainer writing the run directory
+# meta.json holds configs, a vocabulary and RNG states (the bundled one: 64 KB); the cap keeps
+# a hostile one from costing gigabytes to parse
+MAX_META_BYTES = 8 * 2**20
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be saved or loaded (one-line message)."""
+
+
+def write_error(what: str, exc: BaseException, note: str = "") -> CheckpointError:
+    """The one-line error for a write that failed (``OSError``: its errno's text, e.g. "No
+    space left on device"; writers that wrap it in their own error: its first line)."""
+    errno = getattr(exc, "errno", None)
+    reason = os.strerror(errno) if errno else (str(exc).strip().splitlines() or [""])[0][:200]
+    return CheckpointError(f"cannot write {what}: {reason or type(exc).__name__}{note}")
 
 
 def fsync_file(path: Path) -> None:
@@ -69,6 +82,6 @@ def read_json_dict(path: Path) -> dict | None:
     """A small JSON object file, or None when it is missing, unreadable or not an object."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     return data if isinstance(data, dict) else None

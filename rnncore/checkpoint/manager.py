@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from rnncore.checkpoint.files import (BEST_POINTER, LATEST_POINTER, read_json_dict,
-                                      write_text_atomic)
+                                      write_error, write_text_atomic)
 from rnncore.checkpoint.rundir import (best_checkpoint, latest_checkpoint, list_checkpoints,
                                        pointed_checkpoint, step_dir_name)
 from rnncore.checkpoint.store import Checkpoint, load_checkpoint, save_checkpoint
@@ -41,8 +41,13 @@ class CheckpointManager:
     def _remove_stale_temps(self) -> None:
         """Clean up after a save that crashed: ``.step-N.tmp-*`` are never complete
         checkpoints; ``.step-N.old-*`` is the replaced copy of ``step-N``, put back if the
-        crash came before the new one was renamed into place."""
+        crash came before the new one was renamed into place; ``.latest.json.*.tmp`` (and
+        best's) are pointers never renamed into place."""
+        pointer_temps = tuple(f".{name}." for name in (LATEST_POINTER, BEST_POINTER))
         for child in sorted(self.run_dir.iterdir()):
+            if child.name.startswith(pointer_temps) and child.name.endswith(".tmp"):
+                child.unlink(missing_ok=True)
+                continue
             if not child.name.startswith(".step-") or not child.is_dir():
                 continue
             if ".tmp-" in child.name:
@@ -71,17 +76,21 @@ class CheckpointManager:
         prune old checkpoints. Saving a step that exists replaces it."""
         path = save_checkpoint(self.path_for(step), model, vocab, model_config, step=step,
                                metrics=metrics, overwrite=True, **kwargs)
-        write_text_atomic(self.run_dir / LATEST_POINTER,
-                          json.dumps({"checkpoint": path.name, "step": int(step)}))
-        value = (metrics or {}).get(self.best_metric)
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            best = self.best_value()
-            if best is None or value <= best:
-                write_text_atomic(
-                    self.run_dir / BEST_POINTER,
-                    json.dumps({"checkpoint": path.name, "step": int(step),
-                                self.best_metric: float(value)}),
-                )
+        try:
+            write_text_atomic(self.run_dir / LATEST_POINTER,
+                              json.dumps({"checkpoint": path.name, "step": int(step)}))
+            value = (metrics or {}).get(self.best_metric)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                best = self.best_value()
+                if best is None or value <= best:
+                    write_text_atomic(
+                        self.run_dir / BEST_POINTER,
+                        json.dumps({"checkpoint": path.name, "step": int(step),
+                                    self.best_metric: float(value)}),
+                    )
+        except OSError as exc:
+            raise write_error(f"the pointers of {self.run_dir}", exc,
+                              f" ({path.name} itself is saved)") from None
         self._prune()
         return path
 

@@ -25,14 +25,15 @@ from typing import Any
 import torch
 
 from rnncore.checkpoint.files import (META_FILE, MODEL_FILE, OPTIMIZER_FILE, CheckpointError,
-                                      fsync_dir, fsync_file, sha256)
+                                      fsync_dir, fsync_file, sha256, write_error)
+from rnncore.checkpoint.meta import FORMAT, read_meta
 from rnncore.checkpoint.rng import capture_rng_state
 from rnncore.checkpoint.rundir import resolve_checkpoint
 from rnncore.checkpoint.state import TrainerState
 from rnncore.data import Vocab
-from rnncore.model import CharRNN, ModelConfig
+from rnncore.model import CharRNN, ModelConfig, parameter_shapes
 
-FORMAT = "rnncore-checkpoint/1"
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")  # safetensors' names
 
 
 @dataclass
@@ -113,6 +114,25 @@ def _device_description(model: torch.nn.Module) -> str:
 
 # --------------------------------------------------------------------------- save
 
+def _write_files(tmp: Path, tensors: dict, opt_state: Any, meta: dict) -> None:
+    """The three files into the temporary directory ``tmp``, each fsynced."""
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(tmp / MODEL_FILE), metadata={"format": "pt"})
+    torch.save(_to_cpu(opt_state), tmp / OPTIMIZER_FILE)
+    for name in (MODEL_FILE, OPTIMIZER_FILE):
+        fsync_file(tmp / name)
+    meta["files"] = {
+        name: {"bytes": (tmp / name).stat().st_size, "sha256": sha256(tmp / name)}
+        for name in (MODEL_FILE, OPTIMIZER_FILE)
+    }
+    with open(tmp / META_FILE, "w", encoding="utf-8") as fh:
+        fh.write(_json_dumps(meta, "checkpoint metadata"))
+        fh.flush()
+        os.fsync(fh.fileno())
+    fsync_dir(tmp)
+
+
 def save_checkpoint(
     directory: str | os.PathLike,
     model: torch.nn.Module,
@@ -163,24 +183,19 @@ def save_checkpoint(
     opt_state = optimizer.state_dict() if hasattr(optimizer, "state_dict") else optimizer
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
-    from safetensors.torch import save_file
+    from safetensors import SafetensorError
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    what, note = f"checkpoint {target}", " (earlier checkpoints are untouched)"
     try:
-        save_file(tensors, str(tmp / MODEL_FILE), metadata={"format": "pt"})
-        torch.save(_to_cpu(opt_state), tmp / OPTIMIZER_FILE)
-        for name in (MODEL_FILE, OPTIMIZER_FILE):
-            fsync_file(tmp / name)
-        meta["files"] = {
-            name: {"bytes": (tmp / name).stat().st_size, "sha256": sha256(tmp / name)}
-            for name in (MODEL_FILE, OPTIMIZER_FILE)
-        }
-        with open(tmp / META_FILE, "w", encoding="utf-8") as fh:
-            fh.write(_json_dumps(meta, "checkpoint metadata"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        fsync_dir(tmp)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    except OSError as exc:
+        raise write_error(what, exc, note) from None
+    try:
+        try:
+            _write_files(tmp, tensors, opt_state, meta)
+        except (OSError, SafetensorError, RuntimeError) as exc:  # a full disk, among others
+            raise write_error(what, exc, note) from None
         if target.exists():
             backup = target.parent / f".{target.name}.old-{os.getpid()}"
             os.rename(target, backup)
@@ -201,22 +216,6 @@ def save_checkpoint(
 
 # --------------------------------------------------------------------------- load
 
-def read_meta(path: str | os.PathLike) -> dict:
-    """A checkpoint directory's ``meta.json``, checked to be an rnncore checkpoint's."""
-    path = Path(path)
-    meta_path = path / META_FILE
-    if not meta_path.is_file():
-        raise CheckpointError(f"{path} is not a checkpoint (no {META_FILE})")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{meta_path} is corrupt ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise CheckpointError(f"{path} is not an {FORMAT} checkpoint (format {found!r})")
-    return meta
-
-
 def _check_file(path: Path, name: str, meta: dict) -> None:
     expected = (meta.get("files") or {}).get(name)
     if not expected:
@@ -228,6 +227,32 @@ def _check_file(path: Path, name: str, meta: dict) -> None:
         )
     if sha256(path / name) != expected.get("sha256"):
         raise CheckpointError(f"{path / name} is corrupt (checksum mismatch)")
+
+
+def _check_tensor_headers(file: Path, model_config: ModelConfig) -> None:
+    """Compare the names, shapes and dtypes in the safetensors header with what
+    ``model_config`` needs, reading no tensor data: sizes in meta.json alone never decide
+    what is allocated."""
+    from safetensors import SafetensorError, safe_open
+
+    expected = parameter_shapes(model_config)
+    try:
+        with safe_open(str(file), framework="pt") as fh:
+            found = {name: (tuple(fh.get_slice(name).get_shape()), fh.get_slice(name).get_dtype())
+                     for name in fh.keys()}
+    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{file} is corrupt ({exc})") from None
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{file} does not match the model config "
+                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for name, (shape, dtype) in found.items():
+        if shape != expected[name]:
+            raise CheckpointError(f"{file}: {name} has shape {shape}, the config needs "
+                                  f"{expected[name]}")
+        if dtype not in FLOAT_DTYPES:
+            raise CheckpointError(f"{file}: {name} has dtype {dtype}, not a float type")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
@@ -253,6 +278,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not (path / MODEL_FILE).is_file():
         raise CheckpointError(f"{path} is missing {MODEL_FILE}")
     _check_file(path, MODEL_FILE, meta)
+    _check_tensor_headers(path / MODEL_FILE, model_config)
 
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -262,22 +288,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         tensors = load_file(str(path / MODEL_FILE), device=device)
     except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{path / MODEL_FILE} is corrupt ({exc})") from None
-
-    model = CharRNN(model_config)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path / MODEL_FILE} does not match the model config "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
     for name, tensor in tensors.items():
-        if tensor.shape != expected[name].shape:
-            raise CheckpointError(
-                f"{path / MODEL_FILE}: {name} has shape {tuple(tensor.shape)}, the config "
-                f"needs {tuple(expected[name].shape)}"
-            )
+        if not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path / MODEL_FILE}: {name} holds NaN or infinite values")
+    model = CharRNN(model_config)
     model.load_state_dict(tensors)
     model.to(device)
     model.eval()

@@ -7,8 +7,9 @@ skipped by reason. Errors print one ``error: ...`` line and exit 2 (through ``rn
 """
 from __future__ import annotations
 
-import json
 import time
+
+from rnncore.commands import print_json
 
 
 def register(subparsers) -> None:
@@ -42,7 +43,7 @@ def run_info(args) -> int:
     stats = corpus.stats()
     stats["load_seconds"] = round(time.perf_counter() - start, 2)
     if args.json:
-        print(json.dumps(stats, ensure_ascii=False))
+        print_json(stats)
         return 0
     print(f"{stats['source']}: {stats['poems']} poems, {stats['characters']} characters, "
           f"{stats['distinct_characters']} distinct (loaded in {stats['load_seconds']} s)")

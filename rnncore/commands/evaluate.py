@@ -9,7 +9,7 @@ become ``<unk>`` and are counted in the output.
 """
 from __future__ import annotations
 
-import json
+from rnncore.commands import print_json
 
 
 def register(subparsers) -> None:
@@ -66,10 +66,10 @@ def run(args) -> int:
            "unknown_characters": unknown, "loss": m["loss"], "bpc": m["bpc"],
            "perplexity": m["perplexity"], "device": str(device)}
     if args.json:
-        print(json.dumps(out, ensure_ascii=False))
+        print_json(out)
     else:
         print(f"{ckpt.path} (step {ckpt.step}) on {len(poems)} {args.split} poems of "
               f"{cfg.corpus}: loss {m['loss']:.4f} nats/char, {m['bpc']:.4f} bits/char, "
-              f"perplexity {m['perplexity']:.2f}"
+              f"perplexity {m['perplexity']:.4g}"
               + (f" ({unknown} unknown characters)" if unknown else ""))
     return 0

@@ -6,7 +6,7 @@ exits 2 (through ``rnncore.cli``).
 """
 from __future__ import annotations
 
-import json
+from rnncore.commands import print_json
 
 
 def register(subparsers) -> None:
@@ -96,8 +96,7 @@ def run(args) -> int:
         corpus = load_corpus("tang", simplified=False)
     poems = generate(ckpt.model, ckpt.vocab, cfg, training_corpus=corpus)
     if args.json:
-        print(json.dumps({"config": cfg.to_dict(), "poems": [p.to_dict() for p in poems]},
-                         ensure_ascii=False, indent=1))
+        print_json({"config": cfg.to_dict(), "poems": [p.to_dict() for p in poems]}, indent=1)
         return 0
     for i, poem in enumerate(poems):
         if i:

@@ -7,8 +7,9 @@ initialisation (or a checkpoint), on a Tang poem or random tokens. A bad option 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
+
+from rnncore.commands import print_json
 
 
 def register(subparsers) -> None:
@@ -66,7 +67,7 @@ def run(args) -> int:
         probe.config = cfg
     out = gf.run_probes(cfg, probe)
     if args.json:
-        print(json.dumps(out, ensure_ascii=False, default=_fmt))
+        print_json(out, default=_fmt)
         return 0
     jac = out["jacobian"]
     norms = jac["norms"]

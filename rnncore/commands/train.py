@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import sys
 import time
 from pathlib import Path
+
+from rnncore.commands import print_json
 
 # flag -> (config, field); None defaults mean "the dataclass default"
 DATA_FLAGS = {"corpus": "corpus", "simplified": "simplified", "max_poems": "max_poems",
@@ -28,7 +29,8 @@ TRAIN_FLAGS = {"strategy": "strategy", "truncation": "truncation_len",
                "max_steps": "max_steps", "max_minutes": "max_minutes",
                "eval_every": "eval_every", "eval_max_poems": "eval_max_poems",
                "patience": "patience", "checkpoint_every": "checkpoint_every",
-               "keep_last": "keep_last", "seed": "seed", "device": "device"}
+               "checkpoint_minutes": "checkpoint_minutes", "keep_last": "keep_last",
+               "seed": "seed", "device": "device"}
 
 
 def register(subparsers) -> None:
@@ -80,6 +82,8 @@ def register(subparsers) -> None:
     t.add_argument("--patience", type=int, default=None,
                    help="early stopping: evaluations without improvement (0 = off)")
     t.add_argument("--checkpoint-every", type=int, default=None, help="steps (0 = at the end)")
+    t.add_argument("--checkpoint-minutes", type=float, default=None,
+                   help="also save after this much time since the last checkpoint")
     t.add_argument("--keep-last", type=int, default=None, help="checkpoints kept (3)")
     t.add_argument("--seed", type=int, default=None, help="(0)")
     t.add_argument("--device", default=None, help="auto | cpu | cuda (auto)")
@@ -101,6 +105,9 @@ def _check_out_dir(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"--out {out} already exists and is not empty (use --resume {out} "
                          f"to continue it, or choose another --out)")
+    above = next((p for p in out.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise ValueError(f"--out {out}: {above} is a file, not a directory")
 
 
 class _Progress:
@@ -136,7 +143,7 @@ class _Progress:
 
     def on_eval(self, ev) -> None:
         self._tqdm.write(f"step {ev.step}: val loss {ev.val_loss:.4f}  bpc {ev.val_bpc:.4f}  "
-                         f"ppl {ev.val_perplexity:.1f}{'  (best)' if ev.is_best else ''}",
+                         f"ppl {ev.val_perplexity:.4g}{'  (best)' if ev.is_best else ''}",
                          file=sys.stderr)
 
     def close(self) -> None:
@@ -154,6 +161,7 @@ class _Quiet:
 def run(args) -> int:
     from rnncore import data as D
     from rnncore.checkpoint import is_checkpoint_dir
+    from rnncore.data.tang import SOURCE_NAMES
     from rnncore.distributed import init_from_env, shutdown
     from rnncore.model import ModelConfig
     from rnncore.trainer import RESUME_OVERRIDABLE, TrainConfig, Trainer, resolve_device
@@ -176,6 +184,9 @@ def run(args) -> int:
         device = train_given.get("device", "auto")
     else:
         data_cfg = D.DataConfig(**_given(args, DATA_FLAGS))
+        if data_cfg.corpus not in ("tang", *SOURCE_NAMES) and Path(data_cfg.corpus).exists():
+            # saved absolute in the checkpoint, so the run resumes from any directory
+            data_cfg.corpus = str(Path(data_cfg.corpus).resolve())
         model_fields = _given(args, MODEL_FLAGS)
         ModelConfig(**{**model_fields, "vocab_size": 5})  # validate flags before loading data
         out = Path(args.out) if args.out else Path(
@@ -185,49 +196,61 @@ def run(args) -> int:
             train_given["max_steps"] = None  # a time budget alone: no step cap
         cfg = TrainConfig(**{**train_given, "out_dir": str(out)})
         device = cfg.device
-    ctx = init_from_env(use_cuda=resolve_device(device).type == "cuda")
-    try:
-        if args.resume:
-            overrides = {k: v for k, v in train_given.items() if k in RESUME_OVERRIDABLE}
-            overrides["out_dir"] = str(out)
-            trainer = Trainer.resume(args.resume, overrides, dist_ctx=ctx)
-        else:
+    if args.resume:
+        overrides = {k: v for k, v in train_given.items() if k in RESUME_OVERRIDABLE}
+        overrides["out_dir"] = str(out)
+
+        def build(ctx):
+            return Trainer.resume(args.resume, overrides, dist_ctx=ctx)
+    else:
+        def build(ctx):
             prepared = D.prepare_data(data_cfg)
             model_cfg = ModelConfig(**{**model_fields, "vocab_size": len(prepared.vocab)})
-            trainer = Trainer(model_cfg, cfg, data_cfg, data=prepared, dist_ctx=ctx)
-        callbacks = []
-        progress = None
-        if ctx.is_main:
-            if args.no_progress:
-                callbacks.append(_Quiet())
-            else:
-                progress = _Progress(trainer.cfg.max_steps, trainer.cfg.max_minutes,
-                                     trainer.step)
-                callbacks.append(progress)
-            if not args.json:
-                m = trainer.model
-                print(f"{trainer.model_config.cell} {trainer.model_config.num_layers}x"
-                      f"{trainer.model_config.hidden_size}, {m.num_parameters():,} parameters, "
-                      f"vocab {len(trainer.vocab)}, {len(trainer.data.train)} train / "
-                      f"{len(trainer.data.val)} val poems, {trainer.cfg.strategy} BPTT on "
-                      f"{trainer.device}" + (f" x{ctx.world_size} processes" if ctx.enabled else ""),
-                      file=sys.stderr)
-        try:
-            result = trainer.run(callbacks=callbacks)
-        finally:
-            if progress is not None:
-                progress.close()
-        if ctx.is_main:
-            summary = {**result.summary(), "out": str(out), "device": str(trainer.device)}
-            if args.json:
-                print(json.dumps(summary, ensure_ascii=False))
-            else:
-                val = (f"val loss {summary['val_loss']:.4f}, bpc {summary['val_bpc']:.4f}, "
-                       f"perplexity {summary['val_perplexity']:.1f}; "
-                       if summary["val_loss"] is not None else "")
-                print(f"stopped ({result.stop_reason}) after {result.steps} steps in "
-                      f"{result.elapsed_s:.1f} s: {val}{result.tokens_per_s:.0f} chars/s; "
-                      f"checkpoint {result.checkpoint}")
-        return 1 if result.stop_reason == "diverged" else 0
+            return Trainer(model_cfg, cfg, data_cfg, data=prepared, dist_ctx=ctx)
+
+    ctx = init_from_env(use_cuda=resolve_device(device).type == "cuda")
+    ended = False
+    try:
+        code = _train(args, ctx, build(ctx), out)
+        ended = True
+        return code
     finally:
-        shutdown(ctx)
+        shutdown(ctx, synchronize=ended)
+
+
+def _train(args, ctx, trainer, out: Path) -> int:
+    """Run ``trainer`` and report; the trainer (and its DDP wrapper) is released on return,
+    before the process group is destroyed."""
+    callbacks = []
+    progress = None
+    if ctx.is_main:
+        if args.no_progress:
+            callbacks.append(_Quiet())
+        else:
+            progress = _Progress(trainer.cfg.max_steps, trainer.cfg.max_minutes, trainer.step)
+            callbacks.append(progress)
+        if not args.json:
+            m = trainer.model
+            print(f"{trainer.model_config.cell} {trainer.model_config.num_layers}x"
+                  f"{trainer.model_config.hidden_size}, {m.num_parameters():,} parameters, "
+                  f"vocab {len(trainer.vocab)}, {len(trainer.data.train)} train / "
+                  f"{len(trainer.data.val)} val poems, {trainer.cfg.strategy} BPTT on "
+                  f"{trainer.device}" + (f" x{ctx.world_size} processes" if ctx.enabled else ""),
+                  file=sys.stderr)
+    try:
+        result = trainer.run(callbacks=callbacks)
+    finally:
+        if progress is not None:
+            progress.close()
+    if ctx.is_main:
+        summary = {**result.summary(), "out": str(out), "device": str(trainer.device)}
+        if args.json:
+            print_json(summary)
+        else:
+            val = (f"val loss {summary['val_loss']:.4f}, bpc {summary['val_bpc']:.4f}, "
+                   f"perplexity {summary['val_perplexity']:.4g}; "
+                   if summary["val_loss"] is not None else "")
+            print(f"stopped ({result.stop_reason}) after {result.steps} steps in "
+                  f"{result.elapsed_s:.1f} s: {val}{result.tokens_per_s:.0f} chars/s; "
+                  f"checkpoint {result.checkpoint}")
+    return 1 if result.stop_reason == "diverged" else 0

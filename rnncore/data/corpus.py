@@ -298,6 +298,8 @@ def _add_bytes(collector: _Collector, data: bytes, name: str) -> None:
             raise CorpusError(
                 f"{name} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
             ) from None
+        except RecursionError:
+            raise CorpusError(f"{name} is not a corpus (JSON nested too deeply)") from None
         if not isinstance(parsed, (list, dict)):
             raise CorpusError(f"{name}: expected a JSON array of poem objects")
         _add_json(collector, parsed)

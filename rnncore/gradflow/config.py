@@ -21,6 +21,10 @@ TRUNCATION_PROBS = (0.25, 0.5, 0.75)         # randomized truncation's default k
 VANISH_RATIO = 1e-3          # "vanished": below 1e-3 of the lag-1 norm
 EXACT_MAX_HIDDEN = 1024      # method="auto" builds full Jacobians up to this hidden size
 SLOPE_FLAT = 0.01            # |slope| of ln-norm per step below this counts as "flat"
+MAX_DRAWS = 1024             # randomized-truncation draws per probability
+# each draw is one gradient of all recurrent parameters, held at once in float64:
+# draws x parameters is capped at 2^27 values (1 GB)
+MAX_DRAW_VALUES = 2**27
 
 
 class GradFlowError(ValueError):
@@ -87,6 +91,9 @@ class GradFlowConfig(DictConfig):
                 raise GradFlowError(f"{name} must be an integer >= {low}, got {value!r}")
         if self.seq_len > 4096:
             raise GradFlowError(f"seq_len must be at most 4096, got {self.seq_len}")
+        if self.truncation_draws > MAX_DRAWS:
+            raise GradFlowError(f"truncation_draws must be at most {MAX_DRAWS}, got "
+                                f"{self.truncation_draws}")
         for rho in ([self.rho] if self.rho is not None else []) + list(self.rho_values):
             check_rho(rho)
         self.truncation_probs = tuple(float(p) for p in self.truncation_probs)

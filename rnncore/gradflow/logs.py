@@ -57,7 +57,7 @@ def load_step_records(path: str | Path, clip_threshold: float | None = None) -> 
             data = json.loads(path.read_text(encoding="utf-8"))
         except OSError:
             raise GradFlowError(f"step records not found: {path}") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise GradFlowError(f"{path} is not valid JSON: {exc}") from None
         records = data.get("steps", data.get("history")) if isinstance(data, dict) else data
         if not isinstance(records, list):

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from rnncore.gradflow.config import TRUNCATION_PROBS, GradFlowError
+from rnncore.gradflow.config import MAX_DRAW_VALUES, TRUNCATION_PROBS, GradFlowError
 from rnncore.gradflow.probe import Probe
 from rnncore.gradflow.unroll import sequence_loss, unroll
 from rnncore.kinds import weight_names
@@ -117,6 +117,11 @@ def truncation_bias(probe: Probe, truncation_lens: Sequence[int] | None = None,
     for p in probs:
         if not 0.0 < p <= 1.0:
             raise GradFlowError(f"truncation probability must be in (0, 1], got {p}")
+    params = sum(p.numel() for p in probe.model.rnn.parameters())
+    if draws * params > MAX_DRAW_VALUES:
+        raise GradFlowError(f"{draws} draws of {params:,} recurrent parameters need "
+                            f"{draws * params * 8 / 2**30:.1f} GB; use at most "
+                            f"{max(1, MAX_DRAW_VALUES // params)} draws or a smaller model")
     scales = torch.tensor([regular_truncation_scale(T, int(k)) for k in truncation_lens]
                           + [[1.0] * T], dtype=torch.float64).T
     grads = batched_param_grads(probe, scales)

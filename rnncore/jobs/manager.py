@@ -1,27 +1,61 @@
 """``JobManager``: runs each ``Trainer`` in a daemon thread with a ``threading.Event`` to stop it.
 
 Jobs are keyed by a *session id* (one per browser session): a session only ever sees and
-controls its own jobs. An uploaded corpus is saved in the job's run directory, so a run can
-be resumed from its latest checkpoint after the server restarts.
+controls its own jobs. Jobs save a checkpoint every ``JOB_CHECKPOINT_MINUTES`` and, when
+the interpreter exits (a server stopped by SIGTERM), are stopped and joined first, so they
+save and record their end. An uploaded corpus is saved in the job's run directory, so a run
+can be resumed from its latest checkpoint after the server restarts (``resume`` finds a
+run of the session on disk).
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import dataclasses
 import datetime as _dt
 import os
+import signal
+import sys
 import threading
 import time
 import uuid
+import weakref
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
 from rnncore import data as D
-from rnncore.checkpoint import latest_checkpoint
+from rnncore.checkpoint import latest_checkpoint, read_job_file, read_meta
 from rnncore.jobs.job import ACTIVE, JobError, JobSnapshot, _Job, form_for_poems
 from rnncore.jobs.runs import CheckpointInfo, default_runs_dir, list_runs, new_run_dir
 from rnncore.model import ModelConfig
 from rnncore.trainer import TrainConfig, Trainer
+
+JOB_CHECKPOINT_MINUTES = 1.0  # a job killed with its server loses at most this much training
+SHUTDOWN_TIMEOUT_S = 30.0     # per job, at interpreter exit: one step, an evaluation, a save
+_MANAGERS: weakref.WeakSet = weakref.WeakSet()
+
+
+def _stop_all_managers() -> None:
+    # atexit runs while daemon threads still run, before the interpreter (and torch, whose
+    # hooks were registered earlier and so run later) tears down: a training thread still
+    # inside a torch op then aborts the process ("terminate called without an active
+    # exception") and loses everything since its last checkpoint.
+    for manager in list(_MANAGERS):
+        manager.stop_all(SHUTDOWN_TIMEOUT_S)
+
+
+def _exit_on_sigterm() -> None:
+    """Turn SIGTERM into a normal exit (so the atexit hook runs) where nobody else handles
+    it; a server like Streamlit installs its own handler, which exits normally too."""
+    if threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+atexit.register(_stop_all_managers)
+
 
 class JobManager:
     """Starts, tracks and stops training jobs; thread-safe; one per process.
@@ -41,6 +75,9 @@ class JobManager:
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}        # job_id -> job
         self._order: dict[str, list[str]] = {}  # session_id -> job ids, oldest first
+        self._reserved = 0                      # slots of jobs being prepared
+        _MANAGERS.add(self)
+        _exit_on_sigterm()
 
     # ---- queries
 
@@ -68,7 +105,11 @@ class JobManager:
             return sum(1 for j in self._jobs.values() if j.status in ACTIVE)
 
     def list_runs(self, session_id: str | None = None) -> list[CheckpointInfo]:
-        return list_runs(self.runs_dir, session_id)
+        """The runs on disk; a run whose job.json says it is training but that no job of
+        this process trains is listed as interrupted (its server died)."""
+        with self._lock:
+            live = {j.run_dir.name for j in self._jobs.values() if j.status in ACTIVE}
+        return list_runs(self.runs_dir, session_id, live=live)
 
     list_checkpoints = list_runs  # its former name, kept for the pages
 
@@ -86,42 +127,45 @@ class JobManager:
         the corpus (validated first: a bad file raises ``CorpusError``).
         """
         data_config = data_config or D.DataConfig()
-        self._check_capacity()
-        if budget_s is not None:
-            if not budget_s > 0:
-                raise JobError(f"the time budget must be positive, got {budget_s}")
-            train_config = dataclasses.replace(train_config, max_minutes=budget_s / 60.0)
-        elif train_config.max_minutes:
-            budget_s = train_config.max_minutes * 60.0
-        if corpus_upload is not None and corpus is None:
-            name, raw = corpus_upload
-            corpus = D.load_corpus_bytes(raw, name, simplified=data_config.simplified)
-        if corpus is not None and len(corpus) == 0:
-            raise D.CorpusError("the corpus has no valid poems "
-                                f"(rejected: {corpus.skip_reasons or 'none'})")
-        run_dir = new_run_dir(self.runs_dir, model_config)
-        if corpus_upload is not None:
-            name, raw = corpus_upload
-            suffix = ".json" if name.lower().endswith(".json") else ".txt"
-            path = run_dir / f"corpus{suffix}"
-            path.write_bytes(raw)
-            data_config = dataclasses.replace(data_config, corpus=str(path.resolve()))
-        train_config = dataclasses.replace(train_config, out_dir=str(run_dir))
-        job = _Job(job_id=run_dir.name, session_id=session_id, run_dir=run_dir,
-                   label=label or run_dir.name, model_config=model_config,
-                   train_config=train_config, data_config=data_config, budget_s=budget_s,
-                   created=_dt.datetime.now().isoformat(timespec="seconds"),
-                   corpus=corpus if corpus_upload is None else None)
-        job.save_job_file()
-        self._launch(job, lambda: Trainer(model_config, train_config, data_config,
-                                          corpus=corpus))
-        return job.job_id
+        with self._slot():
+            if train_config.checkpoint_minutes is None:
+                train_config = dataclasses.replace(train_config,
+                                                   checkpoint_minutes=JOB_CHECKPOINT_MINUTES)
+            if budget_s is not None:
+                if not budget_s > 0:
+                    raise JobError(f"the time budget must be positive, got {budget_s}")
+                train_config = dataclasses.replace(train_config, max_minutes=budget_s / 60.0)
+            elif train_config.max_minutes:
+                budget_s = train_config.max_minutes * 60.0
+            if corpus_upload is not None and corpus is None:
+                name, raw = corpus_upload
+                corpus = D.load_corpus_bytes(raw, name, simplified=data_config.simplified)
+            if corpus is not None and len(corpus) == 0:
+                raise D.CorpusError("the corpus has no valid poems "
+                                    f"(rejected: {corpus.skip_reasons or 'none'})")
+            run_dir = new_run_dir(self.runs_dir, model_config)
+            if corpus_upload is not None:
+                name, raw = corpus_upload
+                suffix = ".json" if name.lower().endswith(".json") else ".txt"
+                path = run_dir / f"corpus{suffix}"
+                path.write_bytes(raw)
+                data_config = dataclasses.replace(data_config, corpus=str(path.resolve()))
+            train_config = dataclasses.replace(train_config, out_dir=str(run_dir))
+            job = _Job(job_id=run_dir.name, session_id=session_id, run_dir=run_dir,
+                       label=label or run_dir.name, model_config=model_config,
+                       train_config=train_config, data_config=data_config, budget_s=budget_s,
+                       created=_dt.datetime.now().isoformat(timespec="seconds"),
+                       corpus=corpus if corpus_upload is None else None)
+            job.save_job_file()
+            self._launch(job, lambda: Trainer(model_config, train_config, data_config,
+                                              corpus=corpus))
+            return job.job_id
 
     def resume(self, session_id: str, job_id: str | None = None, *,
                budget_s: float | None = None, corpus: D.Corpus | None = None) -> str:
         """Continue the session's job ``job_id`` (default: newest) from its latest
         checkpoint, in the same run directory, for another ``budget_s`` seconds."""
-        old = self._job(session_id, job_id)
+        old = self._job(session_id, job_id) or self._job_on_disk(session_id, job_id)
         if old is None:
             raise JobError("no training run of this session to resume")
         if old.status in ACTIVE:
@@ -129,30 +173,32 @@ class JobManager:
         ckpt = latest_checkpoint(old.run_dir)
         if ckpt is None:
             raise JobError(f"{old.run_dir.name} has no checkpoint to resume from")
-        self._check_capacity()
-        budget = budget_s if budget_s is not None else old.budget_s
-        overrides = {"out_dir": str(old.run_dir)}
-        if budget:
-            overrides["max_minutes"] = budget / 60.0
-        if old.train_config.max_steps is not None:
-            # a step limit counts from the start of the run: extend it by as many steps
-            overrides["max_steps"] = old.step + old.train_config.max_steps
-        if old.data_config.corpus != "tang":
-            corpus = None  # the uploaded corpus was saved in the run directory
-        elif corpus is None:
-            corpus = old.corpus
-        train_config = TrainConfig.from_dict({**old.train_config.to_dict(), **overrides})
-        job = _Job(job_id=f"{old.run_dir.name}+{uuid.uuid4().hex[:4]}", session_id=session_id,
-                   run_dir=old.run_dir, label=old.label, model_config=old.model_config,
-                   train_config=train_config, data_config=old.data_config, budget_s=budget,
-                   created=old.created, corpus=corpus)
-        with old.lock:  # continue the charts where the last run stopped
-            job.steps, job.evals = list(old.steps), list(old.evals)
-            job.samples, job.checkpoints = list(old.samples), list(old.checkpoints)
-            job.step, job.elapsed_s = old.step, old.elapsed_s
-        job.elapsed_before = old.elapsed_s
-        self._launch(job, lambda: Trainer.resume(ckpt, overrides, corpus=corpus))
-        return job.job_id
+        with self._slot():
+            budget = budget_s if budget_s is not None else old.budget_s
+            overrides = {"out_dir": str(old.run_dir), "checkpoint_minutes":
+                         old.train_config.checkpoint_minutes or JOB_CHECKPOINT_MINUTES}
+            if budget:
+                overrides["max_minutes"] = budget / 60.0
+            if old.train_config.max_steps is not None:
+                # a step limit counts from the start of the run: extend it by as many steps
+                overrides["max_steps"] = old.step + old.train_config.max_steps
+            if old.data_config.corpus != "tang":
+                corpus = None  # the uploaded corpus was saved in the run directory
+            elif corpus is None:
+                corpus = old.corpus
+            train_config = TrainConfig.from_dict({**old.train_config.to_dict(), **overrides})
+            job = _Job(job_id=f"{old.run_dir.name}+{uuid.uuid4().hex[:4]}",
+                       session_id=session_id, run_dir=old.run_dir, label=old.label,
+                       model_config=old.model_config, train_config=train_config,
+                       data_config=old.data_config, budget_s=budget, created=old.created,
+                       corpus=corpus)
+            with old.lock:  # continue the charts where the last run stopped
+                job.steps, job.evals = list(old.steps), list(old.evals)
+                job.samples, job.checkpoints = list(old.samples), list(old.checkpoints)
+                job.step, job.elapsed_s = old.step, old.elapsed_s
+            job.elapsed_before = old.elapsed_s
+            self._launch(job, lambda: Trainer.resume(ckpt, overrides, corpus=corpus))
+            return job.job_id
 
     def stop(self, session_id: str, job_id: str | None = None) -> bool:
         """Ask the job to stop after its current step (it then saves a checkpoint)."""
@@ -185,11 +231,46 @@ class JobManager:
 
     # ---- internals
 
-    def _check_capacity(self) -> None:
-        active = self.active_count()
-        if active >= self.max_active:
-            raise JobError(f"{active} training job(s) are already running on this server "
-                           f"(at most {self.max_active}); stop one or wait for it to finish")
+    @contextlib.contextmanager
+    def _slot(self) -> Iterator[None]:
+        """Hold one of the ``max_active`` slots while a job is prepared and launched: the
+        check and the reservation happen under one lock, so concurrent starts cannot
+        overshoot (a launched job then counts as active itself)."""
+        with self._lock:
+            active = sum(1 for j in self._jobs.values() if j.status in ACTIVE) + self._reserved
+            if active >= self.max_active:
+                raise JobError(f"{active} training job(s) are already running on this server "
+                               f"(at most {self.max_active}); stop one or wait for it to "
+                               f"finish")
+            self._reserved += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._reserved -= 1
+
+    def _job_on_disk(self, session_id: str, run_name: str | None) -> _Job | None:
+        """The session's run ``run_name`` from its job.json, when no job of this process
+        has it (its server stopped or died): something to resume."""
+        if not run_name or run_name.startswith(".") or Path(run_name).name != run_name:
+            return None
+        run_dir = self.runs_dir / run_name.split("+")[0]
+        info = read_job_file(run_dir)
+        ckpt = latest_checkpoint(run_dir)
+        if info is None or info.get("session_id") != session_id or ckpt is None:
+            return None
+        try:
+            train_config = TrainConfig.from_dict(info["train_config"])
+            return _Job(job_id=run_dir.name, session_id=session_id, run_dir=run_dir,
+                        label=str(info.get("label") or run_dir.name),
+                        model_config=ModelConfig.from_dict(info["model_config"]),
+                        train_config=train_config,
+                        data_config=D.DataConfig.from_dict(info["data_config"]),
+                        budget_s=(train_config.max_minutes or 0) * 60.0 or None,
+                        created=str(info.get("created", "")), status="interrupted",
+                        step=read_meta(ckpt)["step"])
+        except (KeyError, TypeError, ValueError):
+            return None
 
     def _launch(self, job: _Job, build) -> None:
         if self.torch_threads:

@@ -12,6 +12,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Collection
 
 from rnncore.checkpoint import latest_checkpoint, read_job_file, read_meta
 from rnncore.jobs.job import ACTIVE, JobError
@@ -51,18 +52,24 @@ class CheckpointInfo:
     val_bpc: float | None
     created: str
     label: str
+    status: str = ""   # the job's ("finished", "stopped", "interrupted", ...); "" for the CLI
 
     def describe(self) -> str:
         bpc = f", val {self.val_bpc:.2f} bpc" if self.val_bpc is not None else ""
+        note = " (interrupted)" if self.status == "interrupted" else ""
         return f"{self.run} — {self.cell.upper()} {self.num_layers}×{self.hidden_size}, " \
-               f"step {self.step}{bpc}"
+               f"step {self.step}{bpc}{note}"
 
 
-def list_runs(runs_dir: str | os.PathLike | None = None,
-              session_id: str | None = None) -> list[CheckpointInfo]:
+def list_runs(runs_dir: str | os.PathLike | None = None, session_id: str | None = None,
+              live: Collection[str] | None = None) -> list[CheckpointInfo]:
     """Latest checkpoint of every run under ``runs_dir``, newest first. With
     ``session_id``, runs the app started for *other* sessions are left out (runs made by the
-    CLI, without a ``job.json``, are always listed). Unreadable runs are skipped."""
+    CLI, without a ``job.json``, are always listed). Unreadable runs are skipped.
+
+    A run whose job.json says it is training is left out, unless ``live`` (the names of
+    the run directories that jobs of this process train) is given and does not hold it:
+    then its server died mid-run and it is listed as "interrupted" (resumable)."""
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     if not root.is_dir():
         return []
@@ -73,8 +80,11 @@ def list_runs(runs_dir: str | os.PathLike | None = None,
         job = read_job_file(run_dir)
         if session_id is not None and job is not None and job.get("session_id") != session_id:
             continue
-        if job is not None and job.get("status") in ACTIVE:
-            continue  # still training (or died mid-run: its checkpoint is listed on resume)
+        status = str((job or {}).get("status", ""))
+        if status in ACTIVE:
+            if live is None or run_dir.name in live:
+                continue  # still training
+            status = "interrupted"
         ckpt = latest_checkpoint(run_dir)
         if ckpt is None:
             continue
@@ -87,7 +97,7 @@ def list_runs(runs_dir: str | os.PathLike | None = None,
                 cell=str(mc["cell"]), hidden_size=int(mc["hidden_size"]),
                 num_layers=int(mc["num_layers"]), val_bpc=metrics.get("val_bpc"),
                 created=str(meta.get("created", "")),
-                label=(job or {}).get("label", run_dir.name)))
+                label=(job or {}).get("label", run_dir.name), status=status))
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return sorted(found, key=lambda c: c.created, reverse=True)

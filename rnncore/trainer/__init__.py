@@ -10,6 +10,7 @@ Rooms, everything re-exported here:
     evaluate   evaluate_model, metrics_from_sums
     feed       WindowFeed: the windows in order, the carried state and prefix
     guard      params_finite, Snapshot: the non-finite guard's last good state
+    resume     saved_state, restore: a checkpoint's state back into a trainer
     loop       Trainer: one step, evaluation, checkpoints and resume, run
 """
 from rnncore.trainer.config import (DEVICES, LR_SCHEDULES, OPTIMIZERS, RESUME_OVERRIDABLE,

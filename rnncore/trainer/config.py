@@ -19,7 +19,8 @@ LR_SCHEDULES = ("none", "cosine", "step")
 DEVICES = ("auto", "cpu", "cuda")
 # the fields a resumed run may change: budgets, device, evaluation and checkpoint settings
 RESUME_OVERRIDABLE = ("max_steps", "max_minutes", "device", "out_dir", "checkpoint_every",
-                      "keep_last", "eval_every", "eval_max_poems", "patience")
+                      "checkpoint_minutes", "keep_last", "eval_every", "eval_max_poems",
+                      "patience")
 
 
 class TrainConfigError(ValueError):
@@ -56,6 +57,7 @@ class TrainConfig(DictConfig):
     seed: int = 0
     device: str = "auto"
     checkpoint_every: int = 0           # 0 = only at the end (when out_dir is set)
+    checkpoint_minutes: float | None = None  # also save when this much time has passed
     keep_last: int = 3
     out_dir: str | None = None
     snapshot_every: int = 50
@@ -101,22 +103,22 @@ class TrainConfig(DictConfig):
             raise bad(f"randomized_keep_prob must be in (0, 1], got {self.randomized_keep_prob}")
         for name in ("lr", "lr_gamma"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            if not _finite(value) or value <= 0:
                 raise bad(f"{name} must be a positive number, got {value!r}")
         if not isinstance(self.momentum, (int, float)) or not 0.0 <= self.momentum < 1.0:
             raise bad(f"momentum must be in [0, 1), got {self.momentum!r}")
         if not isinstance(self.min_lr_ratio, (int, float)) or not 0.0 <= self.min_lr_ratio <= 1.0:
             raise bad(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
-        if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
-            raise bad(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if not isinstance(self.clip_norm, (int, float)) or not self.clip_norm >= 0 \
-                or not math.isfinite(self.clip_norm):
+        if not _finite(self.weight_decay) or self.weight_decay < 0:
+            raise bad(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
+        if not _finite(self.clip_norm) or not self.clip_norm >= 0:
             raise bad(f"clip_norm must be a finite number >= 0 (0 = off), got {self.clip_norm!r}")
         if not 0.0 < float(self.nonfinite_lr_factor) <= 1.0:
             raise bad(f"nonfinite_lr_factor must be in (0, 1], got {self.nonfinite_lr_factor}")
-        if self.max_minutes is not None and (
-                not isinstance(self.max_minutes, (int, float)) or not self.max_minutes > 0):
-            raise bad(f"max_minutes must be a positive number, got {self.max_minutes!r}")
+        for name in ("max_minutes", "checkpoint_minutes"):
+            value = getattr(self, name)
+            if value is not None and (not _finite(value) or not value > 0):
+                raise bad(f"{name} must be a finite positive number, got {value!r}")
         if self.max_steps is None and self.max_minutes is None and self.patience == 0:
             raise bad("set max_steps, max_minutes or patience: otherwise training never stops")
         if self.patience and not self.eval_every:
@@ -125,6 +127,11 @@ class TrainConfig(DictConfig):
             raise bad("lr_schedule 'cosine' needs max_steps (the length of the decay)")
         if self.out_dir is not None:
             self.out_dir = str(self.out_dir)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
 
 
 def lr_factor(cfg: TrainConfig, step: int) -> float:

@@ -25,16 +25,16 @@ import torch
 from torch import nn
 
 from rnncore import data as D
-from rnncore.checkpoint import (CheckpointError, CheckpointManager, StepLog, TrainerState,
-                               capture_rng_state, load_checkpoint, restore_rng_state)
+from rnncore.checkpoint import (CheckpointError, CheckpointManager, RunLock, StepLog,
+                                TrainerState, capture_rng_state, load_checkpoint)
 from rnncore.model import CharRNN, ModelConfig
-from rnncore.trainer.config import (RESUME_OVERRIDABLE, TrainConfig, TrainConfigError,
-                                    lr_factor, resolve_device)
+from rnncore.trainer.config import TrainConfig, TrainConfigError, lr_factor, resolve_device
 from rnncore.trainer.evaluate import LN2, evaluate_model, metrics_from_sums
 from rnncore.trainer.feed import WindowFeed
 from rnncore.trainer.guard import Snapshot, params_finite
 from rnncore.trainer.optimizer import make_optimizer
 from rnncore.trainer.records import CallbackSpec, Callbacks, EvalRecord, StepRecord, TrainResult
+from rnncore.trainer.resume import restore, saved_state
 from rnncore.truncation import window_loss
 
 
@@ -134,7 +134,7 @@ class Trainer:
         self._last_checkpoint_step = -1
         self._last_eval: EvalRecord | None = None
         self._take_snapshot()
-        self._run_start = self._clock = time.perf_counter()
+        self._run_start = self._clock = self._saved_at = time.perf_counter()
         self._run_elapsed = 0.0
 
     @property
@@ -282,6 +282,7 @@ class Trainer:
             self.last_checkpoint = path
         self.dist.barrier()
         self._last_checkpoint_step = self.step
+        self._saved_at = time.perf_counter()
         self._take_snapshot()
         return path
 
@@ -296,35 +297,13 @@ class Trainer:
         the model, data and optimisation settings come from the checkpoint.
         """
         ckpt = load_checkpoint(path, map_location="cpu")
-        saved = ckpt.trainer_state
-        if saved is None or not isinstance(ckpt.optimizer_state, dict) \
-                or ckpt.train_config is None:
-            raise CheckpointError(f"{ckpt.path} has no trainer state (not saved by a Trainer)")
-        bad = sorted(set(overrides or {}) - set(RESUME_OVERRIDABLE))
-        if bad:
-            raise TrainConfigError(f"cannot change {', '.join(bad)} when resuming "
-                                   f"(allowed: {', '.join(RESUME_OVERRIDABLE)})")
+        saved = saved_state(ckpt, overrides)
         cfg = TrainConfig.from_dict({**ckpt.train_config, **(overrides or {})})
         trainer = cls(ckpt.model_config, cfg, saved.data_config, data=data, corpus=corpus,
                       dist_ctx=dist_ctx)
-        if trainer.vocab != ckpt.vocab:
-            raise CheckpointError(f"the corpus no longer gives the vocabulary {ckpt.path} was "
-                                  f"trained with")
-        if saved.world_size != trainer.dist.world_size:
-            raise CheckpointError(f"{ckpt.path} was trained with {saved.world_size} "
-                                  f"process(es), now {trainer.dist.world_size}")
-        tensors = ckpt.optimizer_state
-        trainer.model.load_state_dict(ckpt.model.state_dict())
-        trainer.optimizer.load_state_dict(tensors["optimizer"])
-        trainer.step = ckpt.step
-        trainer.state = saved
-        trainer.feed.restore_position(ckpt.data_position)  # the epoch of ``saved``
-        trainer.feed.load_tensors(tensors, trainer.device)
+        restore(trainer, ckpt, saved)
         trainer.last_checkpoint = str(ckpt.path)
         trainer._last_checkpoint_step = trainer.step
-        restore_rng_state(ckpt.rng_state or {})
-        if trainer.device.type == "cuda" and tensors["cuda_rng"].numel():
-            torch.cuda.set_rng_state(tensors["cuda_rng"], trainer.device)
         trainer._take_snapshot()
         return trainer
 
@@ -342,10 +321,43 @@ class Trainer:
                 return reason
         return None
 
+    def _lock_out_dir(self) -> RunLock | None:
+        """Take the run directory's lock (rank 0; every rank raises if it fails) and refuse
+        to start a fresh run over another run's checkpoints."""
+        lock, problem = None, None
+        if self.cfg.out_dir and self.dist.is_main:
+            lock = RunLock(self.cfg.out_dir)
+            try:  # a trainer that never saved nor resumed starts a new run
+                lock.acquire(fresh=self.last_checkpoint is None)
+            except CheckpointError as exc:
+                problem = exc
+        if self._any_rank(problem is not None)[0]:
+            raise problem or CheckpointError("rank 0 could not lock the run directory")
+        return lock
+
+    def _checkpoint_due(self) -> bool:
+        """``checkpoint_every`` steps or ``checkpoint_minutes`` since the last save."""
+        cfg = self.cfg
+        if not cfg.out_dir:
+            return False
+        if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+            return True
+        return bool(cfg.checkpoint_minutes) and self._any_rank(
+            time.perf_counter() - self._saved_at >= cfg.checkpoint_minutes * 60.0)[0]
+
     def run(self, callbacks: Iterable[CallbackSpec] | CallbackSpec = (),
             stop_event=None) -> TrainResult:
         """Train until a stop condition; callbacks get ``on_step(StepRecord)``,
-        ``on_eval(EvalRecord)`` and ``on_checkpoint(path)`` (rank 0 only for the last)."""
+        ``on_eval(EvalRecord)`` and ``on_checkpoint(path)`` (rank 0 only for the last).
+        With ``out_dir``, the run directory is locked (``RunLock``) while it runs."""
+        lock = self._lock_out_dir()
+        try:
+            return self._run(callbacks, stop_event)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _run(self, callbacks, stop_event) -> TrainResult:
         cfg = self.cfg
         listeners = Callbacks(callbacks)
         if cfg.out_dir and self.dist.is_main:
@@ -360,7 +372,7 @@ class Trainer:
             if path:
                 listeners.emit("on_checkpoint", path)
 
-        self._run_start = self._clock = time.perf_counter()
+        self._run_start = self._clock = self._saved_at = time.perf_counter()
         self._run_elapsed = 0.0
         history: list[StepRecord] = []
         evals: list[EvalRecord] = []
@@ -379,7 +391,7 @@ class Trainer:
                 evaluate()
                 if cfg.patience and self.state.bad_evals >= cfg.patience:
                     reason = "early_stopping"
-            if cfg.out_dir and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+            if self._checkpoint_due():
                 checkpoint()
         if self.has_val and (self._last_eval is None or self._last_eval.step != self.step):
             evaluate()
