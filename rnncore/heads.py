@@ -75,6 +75,25 @@ class AdaptiveHead(nn.AdaptiveLogSoftmaxWithLoss):
         return -super().forward(x, targets).output.sum()
 
 
+def head_shapes(kind: str, in_features: int, vocab_size: int, cutoffs=(),
+                div_value: float = 4.0) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor of ``make_head(...)``'s state dict, computed without
+    building it (a checkpoint's header is checked against these before any allocation)."""
+    H, V = in_features, vocab_size
+    if kind == "full":
+        return {"weight": (V, H), "bias": (V,)}
+    if kind != "adaptive":
+        raise ValueError(f"unknown head {kind!r} (choose {', '.join(HEADS)})")
+    cuts = [*clamp_cutoffs(cutoffs, V), V]
+    head = cuts[0] + len(cuts) - 1          # the shortlist and one slot per cluster
+    shapes = {"head.weight": (head, H), "head.bias": (head,)}
+    for i in range(len(cuts) - 1):
+        d = int(H // (div_value ** (i + 1)))
+        shapes[f"tail.{i}.0.weight"] = (d, H)
+        shapes[f"tail.{i}.1.weight"] = (cuts[i + 1] - cuts[i], d)
+    return shapes
+
+
 def make_head(kind: str, in_features: int, vocab_size: int, cutoffs=(), div_value: float = 4.0
               ) -> nn.Module:
     """The head named ``kind`` (one of ``HEADS``)."""

@@ -21,8 +21,9 @@ from torch import Tensor, nn
 
 from rnncore.configs import DictConfig
 from rnncore.data import Vocab
-from rnncore.heads import HEADS, make_head
-from rnncore.kinds import CELLS, ENGINES, cell_kind, check_engine  # noqa: F401 (re-exported)
+from rnncore.heads import HEADS, head_shapes, make_head
+from rnncore.kinds import (CELLS, ENGINES, cell_kind, check_engine,  # noqa: F401 (re-exported)
+                           weight_names)
 
 State = Tensor | tuple[Tensor, Tensor]
 # Training holds about 7 float32 copies of the weights (weights, gradients, Adam's two
@@ -94,12 +95,18 @@ class ModelConfig(DictConfig):
 
 
 def parameter_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """The shape of every tensor in a ``CharRNN(cfg)``'s state dict, without allocating it
-    (built on the meta device): a checkpoint's tensors are checked against these before
-    any allocation."""
-    with torch.device("meta"):
-        model = CharRNN(cfg)
-    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    """The shape of every tensor in a ``CharRNN(cfg)``'s state dict, computed without
+    building it (a checkpoint's tensors are checked against these before any allocation)."""
+    G, H, E, V = cell_kind(cfg.cell).gates, cfg.hidden_size, cfg.embedding_dim, cfg.vocab_size
+    shapes = {"embedding.weight": (V, E)}
+    for layer in range(cfg.num_layers):
+        w_ih, w_hh, b_ih, b_hh = weight_names(layer)
+        shapes.update({f"rnn.{w_ih}": (G * H, E if layer == 0 else H),
+                       f"rnn.{w_hh}": (G * H, H), f"rnn.{b_ih}": (G * H,),
+                       f"rnn.{b_hh}": (G * H,)})
+    head = head_shapes(cfg.head, H, V, cfg.head_cutoffs, cfg.head_div_value)
+    shapes.update({f"head.{name}": shape for name, shape in head.items()})
+    return shapes
 
 
 def _layer_class(cell: str):
