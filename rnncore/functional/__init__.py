@@ -11,6 +11,8 @@ with G gates projects to (N, G*H). One concern per module:
               gradients (_Grads); its CHUNK and GRAD_BLOCK_BYTES tune the working set
     record    record_hidden_grads / HiddenGrad: dL/dh_t for the gradient-flow probes
     engine    recurrence, the entry point, and the autograd Function _BPTT
+    reference the differentiable step loop (the "autograd" engine) that stands in for the
+              loops under create_graph=True and torch.func transforms
 """
 from rnncore.functional.engine import recurrence
 from rnncore.functional.forward import final_states
