@@ -63,7 +63,7 @@ def _blocks(sched: Schedule, row_bytes: int) -> list[tuple[int, int, list]]:
     of gate gradients (``row_bytes`` per row), in backward order. Cached on the schedule:
     a training loop's windows share one, and rebuilding the lists each backward is a
     fixed cost per window."""
-    if torch.compiler.is_compiling():      # traced once: no cache to fill (a side effect)
+    if torch.compiler.is_compiling():      # filling the cache would be a traced side effect
         return _make_blocks(sched, row_bytes)
     key = ("blocks", row_bytes, GRAD_BLOCK_BYTES, CHUNK)
     if key not in sched._cache:

@@ -9,8 +9,6 @@ differentiable ``reference`` loop computes the same function: under torch.func t
 """
 from __future__ import annotations
 
-import inspect
-
 import torch
 from torch import Tensor
 
@@ -25,13 +23,16 @@ from rnncore.kinds import cell_kind
 def _transformed(*tensors) -> bool:
     """Whether a torch.func transform is running, or ``tensors`` are batched by the
     vmap of ``autograd.grad(..., is_grads_batched=True)``: the loops' ``out=`` and
-    in-place ops have no batching rules. Dynamo traces neither check, and a compiled
-    graph is never transformed here (torch.compile of a vmap traces vmap itself)."""
+    in-place ops have no batching rules. Dynamo traces the first check (so a compiled
+    vmap takes the reference too) but not the tensor checks, which only a backward run
+    by that eager vmap needs."""
+    if torch._C._are_functorch_transforms_active():
+        return True
     if torch.compiler.is_compiling():
         return False
     ft = torch._C._functorch
-    return torch._C._are_functorch_transforms_active() or any(
-        ft.is_functorch_wrapped_tensor(t) or ft.is_legacy_batchedtensor(t) for t in tensors)
+    return any(ft.is_functorch_wrapped_tensor(t) or ft.is_legacy_batchedtensor(t)
+               for t in tensors)
 
 
 class _BPTT(torch.autograd.Function):
@@ -39,6 +40,15 @@ class _BPTT(torch.autograd.Function):
 
     Returns (out, h_n[, c_n], *extra): ``extra`` are the forward's saved intermediates
     other than out (setup_context sees only inputs and outputs), non-differentiable."""
+
+    @classmethod
+    def apply(cls, *args):
+        # Function.apply outside torch.func transforms (recurrence never applies this under
+        # one) minus its binding of the arguments to forward's signature, which with
+        # setup_context defined runs inspect on every call and costs more than the rest of
+        # the node. torch.compile does not run this: Dynamo traces any Function's apply.
+        args = torch._functorch.utils.unwrap_dead_wrappers(args)
+        return super(torch.autograd.Function, cls).apply(*args)
 
     @staticmethod
     def forward(x, w_ih, b_ih, h0, c0, w_hh, b_hh, kind, sched, relu, tag):
@@ -83,11 +93,6 @@ class _BPTT(torch.autograd.Function):
             publish(ctx.tag, dH, sched)
         return (acc.dx, acc.dw_ih, acc.db_ih, dh0, dc0, acc.dw_hh, acc.db_hh,
                 None, None, None, None)
-
-
-# Function.apply binds every call's arguments to forward's signature once setup_context is
-# defined; building that signature anew each call would cost more than the rest of apply
-_BPTT.forward.__signature__ = inspect.signature(_BPTT.forward)
 
 
 def recurrence(mode: str, x: Tensor, w_ih: Tensor, b_ih: Tensor | None, h0: Tensor,

@@ -55,8 +55,8 @@ class Schedule:
         """(prev_index (N,), last_index (B,)) into ``cat([out, h0])``: the row holding each
         row's h_{t-1}, and the row holding each sequence's final state."""
         if torch.compiler.is_compiling():
-            # a compiled graph builds them once, as constants: filling the cache from inside
-            # the traced Function would be a side effect that forces a graph break
+            # built inside the compiled graph: filling the cache from within the traced
+            # Function would be a side effect, which Dynamo answers with a graph break
             return self._build_indices(device)
         key = str(device)
         if key not in self._cache:
