@@ -176,3 +176,25 @@ def test_compiles_fullgraph_inductor():
     strided gate blocks."""
     torch._dynamo.reset()
     _compiled_matches_eager("lstm", "inductor")
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_projected_lstm_double_backward_and_vmap(bidirectional):
+    """proj_size takes the same exact routes: a gradient penalty equals torch.nn's, and
+    vmap equals a loop."""
+    torch.manual_seed(0)
+    ours = rnncore.LSTM(3, 5, num_layers=2, proj_size=2, bidirectional=bidirectional).double()
+    ref = torch.nn.LSTM(3, 5, num_layers=2, proj_size=2, bidirectional=bidirectional).double()
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(4, 2, 3, dtype=torch.double, requires_grad=True)
+
+    def penalty_grad(module):
+        out, _ = module(x)
+        loss = (out ** 2).mean()
+        (gx,) = torch.autograd.grad(loss, x, create_graph=True)
+        return torch.autograd.grad(loss + 100 * (gx ** 2).sum(), module.weight_ih_l0)[0]
+
+    torch.testing.assert_close(penalty_grad(ours), penalty_grad(ref), rtol=1e-9, atol=1e-12)
+    xs = torch.randn(3, 4, 2, 3, dtype=torch.double)
+    batched = torch.func.vmap(lambda xx: ours(xx)[0])(xs)
+    torch.testing.assert_close(batched, torch.stack([ours(xx)[0] for xx in xs]))

@@ -15,7 +15,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rnncore.functional import reference
 from rnncore.functional.backward import BACKWARD, _Grads
+from rnncore.functional.engine import _transformed
 from rnncore.functional.forward import FORWARD, final_states
 from rnncore.functional.layout import Schedule
 from rnncore.functional.record import publish, recording
@@ -29,13 +31,18 @@ class _BPTTProj(torch.autograd.Function):
         outputs, saved = FORWARD["lstm"](x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, False, True,
                                          w_hr=w_hr)
         ctx.sched, ctx.tag = sched, tag
-        ctx.save_for_backward(x, w_ih, *saved, h0, c0, w_hh, w_hr)
+        ctx.save_for_backward(x, w_ih, *saved, h0, c0, w_hh, w_hr, b_ih, b_hh)
         return final_states(outputs, sched)
 
     @staticmethod
     def backward(ctx, grad_out, grad_hn, grad_cn):
-        x, w_ih, gates, cs, ms, out, h0, c0, w_hh, w_hr = ctx.saved_tensors
+        x, w_ih, gates, cs, ms, out, h0, c0, w_hh, w_hr, b_ih, b_hh = ctx.saved_tensors
         sched, need = ctx.sched, ctx.needs_input_grad
+        if torch.is_grad_enabled() or _transformed(grad_out, grad_hn, grad_cn):
+            # create_graph or batched gradients: the reference's exact, differentiable vjp
+            inputs = (x, w_ih, b_ih, h0, c0, w_hh, b_hh, w_hr)
+            return reference.vjp("lstm", inputs, (grad_out, grad_hn, grad_cn), need[:8],
+                                 sched, False, torch.is_grad_enabled()) + (None, None)
         record = recording(ctx.tag)
         with torch.no_grad():
             grads = _Grads(x, w_ih, w_hh, h0, out, sched, need)
@@ -56,6 +63,8 @@ def projected_recurrence(x: Tensor, w_ih: Tensor, b_ih: Tensor | None, h0: Tenso
     w_hh (4H, P), w_hr (P, H), biases (4H,) or None, h0 (B, P), c0 (B, H). Returns
     out (N, P), h_n (B, P), c_n (B, H)."""
     args = (x, w_ih, b_ih, h0, c0, w_hh, b_hh, w_hr)
+    if _transformed():
+        return reference.layer_direction("lstm", *args[:7], sched, False, w_hr)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args):
         return _BPTTProj.apply(*args, sched, tag)
     with torch.no_grad():

@@ -41,21 +41,22 @@ def scan(mode: str, x_proj: Tensor, h0: Tensor, c0: Tensor | None, w_hh: Tensor,
 
 
 def layer_direction(mode: str, x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched: Schedule,
-                    relu: bool = False):
-    """``recurrence``'s (out, h_n[, c_n]) from its arguments, as ``scan`` of x W_ih^T + b_ih."""
+                    relu: bool = False, w_hr: Tensor | None = None):
+    """``recurrence``'s (out, h_n[, c_n]) from its arguments, as ``scan`` of x W_ih^T + b_ih
+    (``projected_recurrence``'s with an LSTM projection ``w_hr``)."""
     return scan(mode, F.linear(x, w_ih, b_ih), h0, c0, w_hh, b_hh, sched,
-                "relu" if relu else "tanh")
+                "relu" if relu else "tanh", w_hr)
 
 
 def vjp(mode: str, inputs: tuple, grads: tuple, need: tuple, sched: Schedule, relu: bool,
         create_graph: bool) -> tuple:
-    """J^T grads of ``layer_direction`` at ``inputs`` = (x, w_ih, b_ih, h0, c0, w_hh, b_hh)
-    for the outputs' gradients ``grads`` = (d out, d h_n[, d c_n]): one gradient per input,
+    """J^T grads of ``layer_direction`` at ``inputs`` = (x, w_ih, b_ih, h0, c0, w_hh, b_hh
+    [, w_hr]) for the outputs' gradients ``grads`` = (d out, d h_n[, d c_n]): one gradient per input,
     None where ``need`` is false. The forward is re-run on the saved inputs themselves, so
     with ``create_graph`` the result is differentiable in the inputs and in ``grads``."""
     wrt = [t for t, n in zip(inputs, need) if n]
     with torch.enable_grad():          # a backward runs without grad unless create_graph
-        outputs = layer_direction(mode, *inputs, sched, relu)
+        outputs = layer_direction(mode, *inputs[:7], sched, relu, *inputs[7:])
         got = iter(torch.autograd.grad(outputs, wrt, grads, create_graph=create_graph,
                                        materialize_grads=True))
     return tuple(next(got) if n else None for n in need)
