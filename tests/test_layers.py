@@ -1,6 +1,5 @@
 """rnncore.RNN / LSTM / GRU against torch.nn with copied weights, every engine."""
 import itertools
-
 import zlib
 
 import pytest
