@@ -2,6 +2,7 @@
 exception, a short training run goes through the Train page's own controls, the Generate
 page writes poems, every gradient-flow chart is computed."""
 import math
+import re
 import time
 from pathlib import Path
 
@@ -56,23 +57,28 @@ def test_home_explains_the_equations_and_the_device(runs_dir):
     assert "Randomized truncation" in md and "vanish" in md and "explode" in md
 
 
+def _status(at: AppTest) -> str:
+    return at.get("progress")[0].proto.text
+
+
 def _wait_for_finish(at: AppTest, timeout: float = 60.0) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         time.sleep(1.0)
         at.run()
         assert not at.exception, at.exception
-        if any(c.startswith("stopped:") for c in _texts(at.caption)):
+        if _status(at).startswith(("Finished", "Stopped")):
             return
-    raise AssertionError(f"training did not finish: {_texts(at.caption)}")
+    raise AssertionError(f"training did not finish: {_status(at)}")
 
 
 def test_train_then_generate_with_the_trained_run(runs_dir):
     at = _app("pages/train.py")
     for key in ("train_cell", "train_engine", "train_strategy", "train_optimizer"):
         assert at.selectbox(key=key) is not None
-    for key in ("train_budget", "train_lr", "train_clip", "train_max_poems", "train_eval_every"):
+    for key in ("train_budget", "train_clip", "train_max_poems", "train_eval_every"):
         assert at.number_input(key=key) is not None
+    assert at.select_slider(key="train_lr") is not None
     assert at.button(key="train_stop").disabled and at.button(key="train_resume").disabled
     assert any("valid poems" in c for c in _texts(at.caption))
     # a tiny model for a few seconds, through the page's own controls
@@ -82,7 +88,7 @@ def test_train_then_generate_with_the_trained_run(runs_dir):
     at.number_input(key="train_budget").set_value(5)
     at.number_input(key="train_eval_every").set_value(5)
     at.selectbox(key="train_cell").set_value("gru")
-    at.number_input(key="train_lr").set_value(0.01)
+    at.select_slider(key="train_lr").set_value(0.01)
     at.button(key="train_start").click().run()
     assert not at.exception, at.exception
     assert not at.error, _texts(at.error)
@@ -107,8 +113,8 @@ def test_train_then_generate_with_the_trained_run(runs_dir):
     assert not at.exception and not at.error, _texts(at.error)
     _wait_for_finish(at)
     assert [p for p in runs_dir.iterdir() if p.is_dir()] == runs
-    progress = at.get("progress")[0].proto.text
-    resumed_step = int(progress.split("step ")[1].split(",")[0])
+    progress = _status(at)
+    resumed_step = int(re.search(r"at step ([\d,]+)", progress)[1].replace(",", ""))
     assert resumed_step > last_step, (progress, last_step)
 
     # Generate with the run just trained (same session)
