@@ -14,15 +14,15 @@ from pathlib import Path
 
 from benchmarks.report import BenchmarkResultsError, figure_names, list_runs, load_results
 
-# figure name -> what it measures (the page's section titles, in the page's order)
+# kind -> (what it measures: the page's section title, the figures that show it), in the
+# page's order; a report is of a kind when it draws the kind's first figure
 KINDS = {
-    "bptt_time": "Truncated against full BPTT: time per character",
-    "bptt_memory": "Truncated against full BPTT: peak memory",
-    "fidelity": "Truncated gradients against the full gradient",
-    "convergence": "Validation loss at equal training time",
-    "layers": "Our layers against torch.nn (forward + backward)",
-    "layers_gflops": "Our layers: achieved GFLOP/s",
-    "step": "Where a training step's time goes",
+    "bptt_time": ("Truncated against full BPTT: time per character", ("bptt_time",)),
+    "bptt_memory": ("Truncated against full BPTT: peak memory", ("bptt_memory",)),
+    "fidelity": ("Truncated gradients against the full gradient", ("fidelity",)),
+    "convergence": ("Validation loss at equal training time", ("convergence",)),
+    "layers": ("Our layers against torch.nn (forward + backward)", ("layers", "layers_gflops")),
+    "step": ("Where a training step's time goes", ("step",)),
 }
 
 
@@ -37,16 +37,17 @@ class Conclusion:
 
 
 def reports_by_kind(out: str | os.PathLike) -> dict[str, list[Path]]:
-    """{kind: run directories whose results draw that figure, newest first}, in ``KINDS``
-    order; unreadable reports are left out."""
+    """{kind: run directories of that kind, newest first}, in ``KINDS`` order; unreadable
+    reports are left out."""
     found: dict[str, list[Path]] = {kind: [] for kind in KINDS}
     for run in reversed(list_runs(out)):
         try:
             names = figure_names(load_results(run))
         except BenchmarkResultsError:
             continue
-        for name in names:
-            found.setdefault(name, []).append(run)
+        for kind, (_, figures) in KINDS.items():
+            if figures[0] in names:
+                found[kind].append(run)
     return {kind: runs for kind, runs in found.items() if runs}
 
 
@@ -167,12 +168,17 @@ def _step_conclusion(results: dict, report: str) -> Conclusion | None:
     text = (f"**In a whole training step the softmax head costs as much as the recurrence:** "
             f"{parts[('bptt', 'head')]['share']:.0%} of the time against "
             f"{parts[('bptt', 'recurrent')]['share']:.0%} (V = {ours['vocab_size']:,}, "
-            f"{results['machine'].get('torch_threads', '?')} thread(s)); "
+            f"{_threads(results)}); "
             f"{ours['chars_per_s']:,.0f} characters per second")
     native = parts.get(("native", "step"))
     if native:
         text += f" against {native['chars_per_s']:,.0f} with torch.nn.LSTM"
     return Conclusion(text + ".", "step", report)
+
+
+def _threads(results: dict) -> str:
+    n = results.get("machine", {}).get("torch_threads")
+    return f"{n} thread{'s' if n != 1 else ''}" if n else "threads unknown"
 
 
 _CONCLUDE = {"bptt_time": _time_conclusion, "bptt_memory": _memory_conclusion,

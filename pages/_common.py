@@ -89,7 +89,8 @@ POEM_CSS = """
 </style>
 """
 # shading by the chosen character's probability over the best one the rules allowed there
-SHADES = ((0.5, "hsla(120, 70%, 45%, 0.30)", "the model's first choice, or close"),
+SHADES = ((0.5, "hsla(120, 70%, 45%, 0.30)", "the model's first choice, or at least half "
+                                                "as likely"),
           (0.1, "hsla(55, 90%, 50%, 0.40)", "2 to 10 times less likely than its first choice"),
           (0.0, "hsla(0, 80%, 55%, 0.30)", "more than 10 times less likely"))
 

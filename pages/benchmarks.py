@@ -21,13 +21,15 @@ st.title("Benchmarks")
 
 
 @st.cache_data(show_spinner="Reading benchmark results ...", max_entries=64)
-def read_run(path: str, _mtime: float) -> dict:
+def read_run(path: str, mtime: float) -> dict:
+    """``mtime`` (of results.json) is part of the cache key: a rewritten report reloads."""
     return load_results(path)
 
 
 @st.cache_data(show_spinner="Reading what the reports conclude ...", max_entries=4)
-def summary(path: str, _stamp: tuple) -> tuple[dict, list]:
-    """{kind: run directory names, newest first} and the conclusions."""
+def summary(path: str, stamp: tuple) -> tuple[dict, list]:
+    """{kind: run directory names, newest first} and the conclusions; ``stamp`` (every
+    report's name and mtime) keys the cache."""
     by_kind = reports_by_kind(path)
     return ({kind: [run.name for run in runs] for kind, runs in by_kind.items()},
             what_to_choose(path, by_kind))
@@ -82,13 +84,14 @@ if not runs:
 else:
     st.header("What to choose")
     if conclusions:
-        st.markdown("\n".join(f"- {c.text} [See the chart](#{c.kind}) (`{c.report}`)"
+        st.markdown("\n".join(f"- {c.text} [See the chart](#{c.kind}) · `{c.report}`"
                               for c in conclusions))
     else:
         st.info("No full-size report yet: conclusions need `python -m benchmarks` (quick "
                 "reports measure overhead-bound tiny sizes).")
     for kind, names in by_kind.items():
-        st.header(KINDS.get(kind, kind), anchor=kind)
+        title, figures = KINDS[kind]
+        st.header(title, anchor=kind)
         options = {name: read(RESULTS_DIR / name) for name in names}
         options = {name: res for name, res in options.items() if res is not None}
         if not options:
@@ -97,13 +100,14 @@ else:
                             format_func=lambda name: run_label(options[name]))
         results = options[pick]
         st.caption(machine_line(results))
-        fig = build_figures(results, [kind])[kind]
+        figs = build_figures(results, list(figures))
         if kind == "layers" and now and now.get("layers"):
             # this machine's quick run as extra bars next to the committed ones
             rows = results["layers"] + [dict(r, engine=f"{r['engine']} (now)")
                                         for r in now["layers"]]
-            fig = plots.layer_benchmark_figure(rows, "ratio_to_native")
-        st.plotly_chart(fig, key=f"committed_{kind}")
+            figs["layers"] = plots.layer_benchmark_figure(rows, "ratio_to_native")
+        for name, fig in figs.items():
+            st.plotly_chart(fig, key=f"committed_{name}")
         show_targets(results, kind)
 
 st.header("Run a small benchmark on this machine")
@@ -135,5 +139,4 @@ if now:
     st.caption(machine_line(now))
     show_targets(now)
     for name, fig in build_figures(now).items():
-        st.markdown(f"**{KINDS.get(name, name)}**")
         st.plotly_chart(fig, key=f"now_{name}")

@@ -25,8 +25,8 @@ def default_model():
 
 
 @st.cache_resource(show_spinner="Loading the checkpoint ...", max_entries=4)
-def checkpoint_at(path: str, _stamp: str):
-    """``_stamp`` (the meta.json mtime) is part of the key so a re-saved run reloads."""
+def checkpoint_at(path: str, stamp: str):
+    """``stamp`` (the meta.json mtime) is part of the key so a re-saved run reloads."""
     return load_checkpoint(path, map_location="cpu", load_optimizer=False)
 
 

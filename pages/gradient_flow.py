@@ -50,20 +50,22 @@ def cell_probes(settings: dict) -> dict:
 
 
 @st.cache_data(show_spinner="Probing the trained model ...", max_entries=8)
-def trained_probe(settings: dict, checkpoint: str, _stamp: str) -> dict:
-    """The same probes on a trained checkpoint (its own cell and sizes, same poem)."""
+def trained_probe(settings: dict, checkpoint: str, stamp: str) -> dict:
+    """The same probes on a trained checkpoint (its own cell and sizes, same poem);
+    ``stamp`` (its meta.json mtime) keys the cache, so a re-saved checkpoint is probed anew."""
     keep = {k: settings[k] for k in ("seq_len", "poem_index", "seed")}
     return _summary(G.prepare(G.GradFlowConfig(checkpoint=checkpoint, **keep)))
 
 
 @st.cache_data(show_spinner="Rescaling W_hh and measuring ...", max_entries=64)
 def rho_probe(settings: dict, rho: float) -> dict:
+    """The RNN rescaled to ``rho``: its lag curve and slope (one ``rho_sweep`` row), W_hh's
+    spectral norm and radius."""
     probe = G.prepare(G.GradFlowConfig(cell="rnn", rho=rho, **settings))
-    jac = G.jacobian_norms(probe)
     radii = G.spectral_radii(probe.model)
     sweep = G.rho_sweep(probe, [rho]).iloc[0].to_dict()
-    return {"jac": jac.frame, "slope": jac.slope, "vanish_lag": jac.vanish_lag,
-            "spectral_norm": float(radii.spectral_norm.max()),
+    return {"lags": np.arange(1, len(sweep["norms"]) + 1), "norms": np.asarray(sweep["norms"]),
+            "slope": sweep["slope"], "spectral_norm": float(radii.spectral_norm.max()),
             "spectral_radius": float(radii.spectral_radius.max()), "sweep": sweep}
 
 
@@ -145,9 +147,7 @@ st.markdown(
 st.header("3. Spectral radius of W_hh (vanilla RNN)")
 rho = st.slider("Rescale W_hh to spectral radius ρ", 0.5, 1.5, 1.0, 0.05, key="gf_rho")
 r = rho_probe(base, float(rho))
-lags = r["jac"]["lag"].to_numpy()
-sigma = r["spectral_norm"]
-norms = r["jac"]["norm"].to_numpy()
+lags, norms, sigma = r["lags"], r["norms"], r["spectral_norm"]
 reference = {f"σ_max(W_hh)^L = {sigma:.2f}^L (upper bound)": (lags, sigma ** lags.astype(float)),
              f"ρ^L = {rho:.2f}^L": (lags, float(rho) ** lags.astype(float))}
 st.plotly_chart(plots.jacobian_lag_figure({f"RNN, ρ = {rho:.2f}": (lags, norms)}, reference),

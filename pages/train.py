@@ -21,9 +21,11 @@ snap = manager.snapshot(sid)
 busy = snap is not None and snap.active
 
 # --------------------------------------------------------------------------- settings
-# collapsed and locked while this session's run trains (a new key opens it again after)
+# open until this session starts a run, then folded away (the run's charts come first) and
+# locked while it trains; a new key per state makes the new default apply
+state = "new" if snap is None else "busy" if busy else "done"
 with st.expander("Settings — locked while your run trains" if busy else "Settings",
-                 expanded=not busy, key=f"train_settings_{busy}"):
+                 expanded=snap is None, key=f"train_settings_{state}"):
     c1, c2, c3 = st.columns(3)
     with c1:
         st.subheader("Corpus")
@@ -126,7 +128,7 @@ else:
     st.caption(f"Corpus: {len(corpus):,} valid poems, {corpus.num_characters:,} characters"
                + (f"; {corpus.skipped:,} records skipped" if corpus.skipped else ""))
 
-b1, b2, _ = st.columns([1, 1, 4])
+b1, b2, _ = st.columns([1, 1, 2])
 if b1.button("Start training", type="primary", key="train_start",
              disabled=busy or corpus is None or problem is not None):
     try:
@@ -162,7 +164,7 @@ else:
             f"{manager.runs_dir}/NAME` are listed here too.")
 own = snap is not None and pick == snap.run_dir
 checkpoint = snap.latest_checkpoint if own else on_disk[pick].path if pick else None
-r1, r2, _ = st.columns([1, 1, 4])
+r1, r2, _ = st.columns([1, 1, 2])
 if r1.button(f"Resume for {budget} s", key="train_resume",
              disabled=busy or checkpoint is None or (not own and on_disk[pick].status in ACTIVE)):
     try:

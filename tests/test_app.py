@@ -3,46 +3,13 @@ exception, a short training run goes through the Train page's own controls, the 
 page writes poems, every gradient-flow chart is computed."""
 import math
 import re
-import time
-from pathlib import Path
 
 import pytest
-import torch
 
 pytest.importorskip("streamlit")
+from apptools import app as _app, status as _status, texts as _texts  # noqa: E402
+from apptools import wait_for_finish as _wait_for_finish  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
-
-APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
-
-
-@pytest.fixture(scope="module")
-def runs_dir(tmp_path_factory):
-    """A fresh runs directory and job manager for this module; torch threads restored."""
-    mp = pytest.MonkeyPatch()
-    path = tmp_path_factory.mktemp("runs")
-    mp.setenv("RNNCORE_RUNS_DIR", str(path))
-    threads = torch.get_num_threads()
-    import streamlit as st
-
-    st.cache_resource.clear()  # the job manager reads RNNCORE_RUNS_DIR when created
-    yield path
-    st.cache_resource.clear()  # stops nothing by itself: jobs below are waited for
-    torch.set_num_threads(threads)
-    mp.undo()
-
-
-def _app(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    assert not at.exception, at.exception
-    if page:
-        at.switch_page(page).run()
-        assert not at.exception, at.exception
-    return at
-
-
-def _texts(elements) -> list[str]:
-    return [e.value for e in elements]
 
 
 def test_home_explains_the_equations_and_the_device(runs_dir):
@@ -55,21 +22,6 @@ def test_home_explains_the_equations_and_the_device(runs_dir):
     assert ("CPU" in info) or ("CUDA" in info)
     md = " ".join(_texts(at.markdown))
     assert "Randomized truncation" in md and "vanish" in md and "explode" in md
-
-
-def _status(at: AppTest) -> str:
-    return at.get("progress")[0].proto.text
-
-
-def _wait_for_finish(at: AppTest, timeout: float = 60.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        time.sleep(1.0)
-        at.run()
-        assert not at.exception, at.exception
-        if _status(at).startswith(("Finished", "Stopped")):
-            return
-    raise AssertionError(f"training did not finish: {_status(at)}")
 
 
 def test_train_then_generate_with_the_trained_run(runs_dir):
@@ -206,8 +158,8 @@ def test_benchmarks_page_plots_reports_and_runs_one_now(runs_dir, tmp_path, monk
     assert not at.exception and not at.error, _texts(at.error)
     assert any(c.startswith(committed["machine"]["date"]) for c in _texts(at.caption))
     assert len(at.get("plotly_chart")) == 2  # layers (ratio) and layers (GFLOP/s)
-    picker = at.selectbox(key="bench_run")
-    assert picker.options[0].endswith(" · layers"), picker.options
+    picker = at.selectbox(key="bench_run_layers")  # one picker per kind of chart
+    assert " · layers · " in picker.options[0], picker.options
     at.button(key="bench_run_now").click().run()
     assert not at.exception and not at.error, _texts(at.error)
     import json

@@ -21,7 +21,7 @@ from rnncore.checkpoint.store import Checkpoint, load_checkpoint, read_meta
 
 MAX_ZIP_BYTES = 512 * 1024 * 1024  # uncompressed total accepted from an uploaded zip
 # the app's upload limit (checkpoint zips and corpora), .streamlit/config.toml's
-# maxUploadSize; a model-only zip of the README's LSTM 2 x 256 is about 11 MB, 31 MB with
+# maxUploadSize; a model-only zip of the README's LSTM 2 x 256 is about 10 MB, 31 MB with
 # optimizer.pt
 MAX_UPLOAD_MB = 50
 MAX_ZIP_ENTRIES = 64
