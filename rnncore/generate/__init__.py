@@ -143,7 +143,7 @@ def generate(model, vocab, cfg: GenerationConfig, training_corpus=None) -> list[
 
     with torch.inference_mode(), _eval_mode(model):
         decoder = _Decoder(model, vocab, cfg, rows)
-        tokens, logprobs, relative, locked, beam_score = decoder.run(style_ids, generator)
+        tokens, logprobs, locked, beam_score, relative = decoder.run(style_ids, generator)
 
     if cfg.strategy == "beam":
         picks = torch.argsort(beam_score, descending=True)[: cfg.num].tolist()

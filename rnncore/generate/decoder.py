@@ -285,8 +285,8 @@ class _Decoder:
         return [v.bos_id] + (style_ids + [v.eos_id, v.bos_id] if style_ids else [])
 
     def run(self, style_ids: list[int], generator: torch.Generator):
-        """Decode all positions; returns tokens (B, P), logprobs (B, P), relative log-probs
-        (B, P), locked log-prob (B,) and beam scores (B,) (None unless beam search).
+        """Decode all positions; returns tokens (B, P), logprobs (B, P), locked log-prob (B,),
+        beam scores (B,) (None unless beam search) and relative log-probs (B, P).
 
         The relative log-prob of a free position is the chosen token's log-prob minus the
         best one the masks allowed there (0 = the model's first allowed choice); NaN where
@@ -341,7 +341,7 @@ class _Decoder:
         tokens = torch.tensor(tokens, dtype=torch.long).T  # (B, P)
         logprobs = torch.cat(logprobs, 1)
         locked = logprobs[:, self.locked_positions].sum(1) if self.locked_positions else None
-        return tokens, logprobs, relative, locked, None
+        return tokens, logprobs, locked, None, relative
 
     def _run_beam(self, style_ids: list[int]):
         cfg, form, engine = self.cfg, self.form, self.engine
@@ -391,7 +391,7 @@ class _Decoder:
             if pos + 1 < P:
                 top, state = engine.advance(tok, state)
         locked = logprobs[:, self.locked_positions].sum(1) if self.locked_positions else None
-        return tokens, logprobs, relative, locked, beam_score
+        return tokens, logprobs, locked, beam_score, relative
 
 
 def _relative(base: torch.Tensor, scores: torch.Tensor, tok: torch.Tensor,
