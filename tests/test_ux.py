@@ -172,6 +172,11 @@ def test_forms_outside_the_bundled_corpus_are_named():
     assert "七言絕句" in form_outside_training(ckpt, "qijue")
 
 
+def test_cli_generate_names_a_form_outside_the_training_data(capsys):
+    assert main(["generate", "--form", "wujue", "--seed", "1"]) == 0
+    assert "note: This model was trained only on 七言律詩" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- charts (#13, #14)
 
 def test_throughput_is_smoothed_over_characters_and_time():

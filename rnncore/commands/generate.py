@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 
 def register(subparsers) -> None:
@@ -105,7 +106,7 @@ def _summary(metrics: dict) -> str:
 
 
 def run(args) -> int:
-    from rnncore.generate import generate, load_default_model
+    from rnncore.generate import form_outside_training, generate, load_default_model
 
     cfg = build_config(args)  # validate before loading anything
     if args.checkpoint:
@@ -120,6 +121,9 @@ def run(args) -> int:
 
         corpus = load_corpus("tang", simplified=False)
     poems = generate(ckpt.model, ckpt.vocab, cfg, training_corpus=corpus)
+    outside = form_outside_training(ckpt, cfg.form)
+    if outside:
+        print(f"note: {outside}", file=sys.stderr)
     if args.json:
         print(json.dumps({"config": cfg.to_dict(), "poems": [p.to_dict() for p in poems]},
                          ensure_ascii=False, indent=1))

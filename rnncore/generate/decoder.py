@@ -286,11 +286,8 @@ class _Decoder:
 
     def run(self, style_ids: list[int], generator: torch.Generator):
         """Decode all positions; returns tokens (B, P), logprobs (B, P), locked log-prob (B,),
-        beam scores (B,) (None unless beam search) and relative log-probs (B, P).
-
-        The relative log-prob of a free position is the chosen token's log-prob minus the
-        best one the masks allowed there (0 = the model's first allowed choice); NaN where
-        the token was forced.
+        beam scores (B,) (None unless beam search) and relative log-probs (B, P): the
+        chosen token's minus the best allowed one's (``_relative``; NaN where forced).
 
         Sampling and greedy never compute the head where the token is forced (line-end
         marks, fixed characters): the top hidden state is kept and the log-probs of all
@@ -396,9 +393,8 @@ class _Decoder:
 
 def _relative(base: torch.Tensor, scores: torch.Tensor, tok: torch.Tensor,
               rows: torch.Tensor | None = None) -> torch.Tensor:
-    """(B,) log p(tok) - max log p over the tokens ``scores`` allows (finite), from the
-    model's own ``base`` (logits or log-probs, one row per row of ``scores``); ``rows``
-    picks the row of each token (beam search: its parent)."""
+    """(B,) log p(tok) - max log p over the tokens ``scores`` allows, from the model's own
+    ``base`` (logits or log-probs); ``rows``: each token's row (beam search: its parent)."""
     best = base.masked_fill(~torch.isfinite(scores), float("-inf")).amax(1)
     if rows is not None:
         base, best = base.index_select(0, rows), best.index_select(0, rows)

@@ -78,7 +78,7 @@ class JobManager:
     def list_runs(self, session_id: str | None = None) -> list[CheckpointInfo]:
         return list_runs(self.runs_dir, session_id)
 
-    list_checkpoints = list_runs  # its former name, kept for the pages
+    list_checkpoints = list_runs  # its former name, kept for importers (tests)
 
     # ---- control
 
