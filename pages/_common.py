@@ -1,5 +1,6 @@
-"""What several pages share: the session id, the cached job manager and corpus, the upload
-limit and the poem HTML view. Display only -- every computation lives in ``rnncore``."""
+"""What several pages share: the session id, the cached job manager and corpus, the empty
+upload check and the poem HTML view with its shading. Display only -- every computation
+lives in ``rnncore``."""
 from __future__ import annotations
 
 import html
@@ -9,7 +10,6 @@ import uuid
 import streamlit as st
 
 from rnncore import data as D
-from rnncore.checkpoint import MAX_UPLOAD_MB
 from rnncore.jobs import JobManager, default_torch_threads
 
 

@@ -6,10 +6,10 @@ import random
 
 import streamlit as st
 
-from pages._common import (MAX_UPLOAD_MB, POEM_CSS, bundled_corpus, empty_upload, job_manager,
+from pages._common import (POEM_CSS, bundled_corpus, empty_upload, job_manager,
                            shading_legend, show_poem)
-from rnncore.checkpoint import (CheckpointError, checkpoint_stamp, load_checkpoint,
-                                load_checkpoint_bytes)
+from rnncore.checkpoint import (MAX_UPLOAD_MB, CheckpointError, checkpoint_stamp,
+                                load_checkpoint, load_checkpoint_bytes)
 from rnncore.generate import (GenerationConfig, GenerationError, form_outside_training,
                               generate, load_default_model)
 from rnncore.poetry import FORMS

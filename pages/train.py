@@ -3,11 +3,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages._common import (MAX_UPLOAD_MB, bundled_corpus, empty_upload, job_manager,
-                           session_id, show_poem, uploaded_corpus)
+from pages._common import (bundled_corpus, empty_upload, job_manager, session_id, show_poem,
+                           uploaded_corpus)
 from rnncore import data as D
 from rnncore import plots
-from rnncore.checkpoint import export_checkpoint_zip
+from rnncore.checkpoint import MAX_UPLOAD_MB, export_checkpoint_zip
 from rnncore.jobs import ACTIVE, run_snapshot
 from rnncore.model import ModelConfig
 from rnncore.trainer import TrainConfig
