@@ -38,8 +38,8 @@ def layer_benchmark_figure(rows: list[dict], metric: str = "ratio_to_native",
         xs = [g for g in groups if g.replace(" ", "|", 1) in targets]
         fig.add_scatter(name="bptt target", x=xs, y=[targets[g.replace(" ", "|", 1)] for g in xs],
                         mode="markers", marker=dict(symbol="line-ew-open", size=30, color="black"))
-    return _layout(fig, "Layer forward+backward", "cell and size (B, T, I, H)",
-                   _BENCH_METRICS[metric], barmode="group")
+    return _layout(fig, f"Layer forward+backward: {_BENCH_METRICS[metric]}",
+                   "cell and size (B, T, I, H)", _BENCH_METRICS[metric], barmode="group")
 
 
 _UNEVEN_COLOR, _RANDOM_COLOR = "#d62728", "#9467bd"
