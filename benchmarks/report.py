@@ -54,29 +54,38 @@ def _write_csv(path: Path, rows: list[dict], machine: dict) -> None:
             w.writerow({**r, **{f"machine_{m}": machine.get(m) for m in meta}})
 
 
-def build_figures(results: dict) -> dict:
-    """name -> plotly Figure for every section that has data."""
+def figure_names(results: dict) -> list[str]:
+    """The figures ``build_figures`` draws for ``results``, found without drawing them."""
+    steps = results.get("bptt_steps") or []
+    have = {"layers": bool(results.get("layers")), "layers_gflops": bool(results.get("layers")),
+            "bptt_time": any(r.get("timed") for r in steps),
+            "bptt_memory": any("peak_bytes" in r for r in steps),
+            "fidelity": bool(results.get("fidelity")),
+            "convergence": bool(results.get("convergence")), "step": bool(results.get("step"))}
+    return [name for name, present in have.items() if present]
+
+
+def build_figures(results: dict, names: list[str] | None = None) -> dict:
+    """name -> plotly Figure for every section that has data (``figure_names``), or for
+    those of ``names`` that it has."""
     from rnncore import plots
 
-    figs = {}
-    layers = results.get("layers") or []
-    if layers:
-        targets = {f"{r['cell']}|{r['size']}": r["target_ratio"] for r in layers
-                   if r["engine"] == "bptt"}
-        figs["layers"] = plots.layer_benchmark_figure(layers, "ratio_to_native", targets)
-        figs["layers_gflops"] = plots.layer_benchmark_figure(layers, "gflops")
-    steps = results.get("bptt_steps") or []
-    if any(r.get("timed") for r in steps):
-        figs["bptt_time"] = plots.bptt_time_figure([r for r in steps if r.get("timed")])
-    if any("peak_bytes" in r for r in steps):
-        figs["bptt_memory"] = plots.bptt_memory_figure([r for r in steps if "peak_bytes" in r])
-    if results.get("fidelity"):
-        figs["fidelity"] = plots.gradient_fidelity_figure(results["fidelity"])
-    if results.get("convergence"):
-        figs["convergence"] = plots.convergence_figure(results["convergence"])
-    if results.get("step"):
-        figs["step"] = plots.step_breakdown_figure(results["step"])
-    return figs
+    layers, steps = results.get("layers") or [], results.get("bptt_steps") or []
+    builders = {
+        "layers": lambda: plots.layer_benchmark_figure(
+            layers, "ratio_to_native",
+            {f"{r['cell']}|{r['size']}": r["target_ratio"] for r in layers
+             if r["engine"] == "bptt"}),
+        "layers_gflops": lambda: plots.layer_benchmark_figure(layers, "gflops"),
+        "bptt_time": lambda: plots.bptt_time_figure([r for r in steps if r.get("timed")]),
+        "bptt_memory": lambda: plots.bptt_memory_figure(
+            [r for r in steps if "peak_bytes" in r]),
+        "fidelity": lambda: plots.gradient_fidelity_figure(results["fidelity"]),
+        "convergence": lambda: plots.convergence_figure(results["convergence"]),
+        "step": lambda: plots.step_breakdown_figure(results["step"]),
+    }
+    return {name: builders[name]() for name in figure_names(results)
+            if names is None or name in names}
 
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"

@@ -1,5 +1,6 @@
-"""What several pages share: the session id, the cached job manager and corpus, and the
-poem HTML view. Display only -- every computation lives in ``rnncore``."""
+"""What several pages share: the session id, the cached job manager and corpus, the empty
+upload check and the poem HTML view with its shading. Display only -- every computation
+lives in ``rnncore``."""
 from __future__ import annotations
 
 import html
@@ -10,8 +11,6 @@ import streamlit as st
 
 from rnncore import data as D
 from rnncore.jobs import JobManager, default_torch_threads
-
-MAX_UPLOAD_MB = 20
 
 
 def session_id() -> str:
@@ -71,13 +70,10 @@ def uploaded_corpus(raw: bytes, name: str, simplified: bool = False) -> D.Corpus
     return D.load_corpus_bytes(raw, name, simplified=simplified)
 
 
-def check_upload_size(upload) -> str | None:
-    """A one-line problem with an upload's size, or None."""
-    if upload.size > MAX_UPLOAD_MB * 2**20:
-        return f"{upload.name} is {upload.size / 2**20:.1f} MB; the limit is {MAX_UPLOAD_MB} MB"
-    if upload.size == 0:
-        return f"{upload.name} is empty"
-    return None
+def empty_upload(upload) -> str | None:
+    """"<name> is empty" for an empty file, else None (files over ``MAX_UPLOAD_MB`` the
+    server refuses before a page sees them: the uploaders say the limit up front)."""
+    return f"{upload.name} is empty" if upload.size == 0 else None
 
 
 POEM_CSS = """
@@ -87,35 +83,51 @@ POEM_CSS = """
            letter-spacing: 0.12em; margin: 0.4rem 0 0.8rem 0; }
 .rc-poem.rc-vertical { writing-mode: vertical-rl; height: 10.5em; line-height: 2.4rem;
            overflow-x: auto; max-width: 100%; }
-.rc-poem span.rc-c { border-radius: 3px; padding: 0 1px; }
+.rc-poem span.rc-c, .rc-legend span.rc-c { border-radius: 3px; padding: 0 1px; }
 .rc-poem span.rc-locked { text-decoration: underline dotted; }
-.rc-legend { font-size: 0.8rem; color: #666; }
+.rc-legend { font-size: 0.85rem; color: #555; }
 </style>
 """
+# shading by the chosen character's probability over the best one the rules allowed there
+SHADES = ((0.5, "hsla(120, 70%, 45%, 0.30)", "the model's first choice, or at least half "
+                                                "as likely"),
+          (0.1, "hsla(55, 90%, 50%, 0.40)", "2 to 10 times less likely than its first choice"),
+          (0.0, "hsla(0, 80%, 55%, 0.30)", "more than 10 times less likely"))
 
 
-def _prob_color(p: float) -> str:
-    """Low probability -> warm red, high -> green; alpha keeps the text readable."""
-    p = min(max(float(p), 0.0), 1.0)
-    hue = 120.0 * p
-    return f"hsla({hue:.0f}, 75%, 50%, 0.30)"
+def _shade(relative: float | None) -> str:
+    if relative is None:
+        return "transparent"  # fixed by the form or by you: not the model's choice
+    return next(color for floor, color, _ in SHADES if relative >= floor)
 
 
-def poem_html(lines: list[str], probs: list[float] | None = None, vertical: bool = False,
-              locked: set[int] | None = None) -> str:
+def shading_legend() -> str:
+    swatches = " ".join(f'<span class="rc-c" style="background:{color}">字</span> {text}'
+                        for _, color, text in SHADES)
+    return (f'<div class="rc-legend">Each character is shaded by how likely the model found '
+            f'it against the likeliest character the form allowed there: {swatches}; '
+            f'unshaded: fixed by the form or by you. Hover for the numbers.</div>')
+
+
+def poem_html(lines: list[str], relative: list | None = None, vertical: bool = False,
+              locked: set[int] | None = None, probs: list[float] | None = None) -> str:
     """A poem as HTML: one line per row (or column, right to left, when ``vertical``).
-    With ``probs`` (one per character, marks included, in order) every character is
-    coloured by its model probability, the value in its ``title`` (shown on hover)."""
+    With ``relative`` (one per character, marks included, in order; ``GeneratedPoem``'s)
+    every character is shaded by it (``SHADES``), ``probs`` shown on hover too."""
     locked = locked or set()
     parts, k = [], 0
     for li, line in enumerate(lines):
         cells = []
         for ch in line:
             text = html.escape(ch)
-            if probs is not None and k < len(probs):
+            if relative is not None and k < len(relative):
                 cls = "rc-c rc-locked" if li in locked else "rc-c"
-                cells.append(f'<span class="{cls}" style="background:{_prob_color(probs[k])}" '
-                             f'title="p = {probs[k]:.3f}">{text}</span>')
+                rel = relative[k]
+                tip = "fixed" if rel is None else f"{rel:.0%} of the likeliest allowed"
+                if probs is not None and k < len(probs):
+                    tip += f"; p = {probs[k]:.3f}"
+                cells.append(f'<span class="{cls}" style="background:{_shade(rel)}" '
+                             f'title="{tip}">{text}</span>')
             else:
                 cells.append(text)
             k += 1
@@ -124,6 +136,6 @@ def poem_html(lines: list[str], probs: list[float] | None = None, vertical: bool
     return f'<div class="{cls}">' + "<br>".join(parts) + "</div>"
 
 
-def show_poem(lines: list[str], probs: list[float] | None = None, vertical: bool = False,
-              locked: set[int] | None = None) -> None:
-    st.html(POEM_CSS + poem_html(lines, probs, vertical, locked))
+def show_poem(lines: list[str], relative: list | None = None, vertical: bool = False,
+              locked: set[int] | None = None, probs: list[float] | None = None) -> None:
+    st.html(POEM_CSS + poem_html(lines, relative, vertical, locked, probs))

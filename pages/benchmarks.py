@@ -1,4 +1,5 @@
-"""Benchmarks: the committed benchmark reports, plus a small benchmark run on this machine."""
+"""Benchmarks: what the committed reports conclude, their charts grouped by what they
+measure, and a small benchmark run on this machine."""
 import os
 from pathlib import Path
 
@@ -7,36 +8,41 @@ import streamlit as st
 
 from benchmarks.report import (BenchmarkResultsError, build_figures, list_runs, load_results,
                                run_quick_benchmark)
+from benchmarks.summary import KINDS, reports_by_kind, targets_note, what_to_choose
 from rnncore import plots
 
 RESULTS_DIR = Path(os.environ.get("RNNCORE_BENCH_DIR")
                    or Path(__file__).resolve().parents[1] / "benchmarks" / "results")
-FIGURE_TITLES = {
-    "layers": "Layer forward+backward time relative to torch.nn (lower is better)",
-    "layers_gflops": "Achieved GFLOP/s of the layers",
-    "bptt_time": "Training-step time per character vs sequence length",
-    "bptt_memory": "Peak memory vs sequence length (full vs truncated BPTT)",
-    "fidelity": "Truncated vs full-BPTT gradients",
-    "convergence": "Validation loss vs training time",
-    "step": "One truncated training step: characters per second and the share of the "
-            "recurrent layer, the softmax head and the update",
-}
+# which targets a chart's section shows (check_targets names them by what they measure)
+TARGET_WORDS = {"layers": ("torch.nn",), "bptt_time": ("time/token",),
+                "bptt_memory": ("memory", "activations")}
 
 st.title("Benchmarks")
 
 
 @st.cache_data(show_spinner="Reading benchmark results ...", max_entries=64)
-def read_run(path: str, _mtime: float) -> dict:
+def read_run(path: str, mtime: float) -> dict:
+    """``mtime`` (of results.json) is part of the cache key: a rewritten report reloads."""
     return load_results(path)
 
 
-def run_label(run: Path) -> str:
-    """The run's name and what it measured, e.g. ``20261123-191411-cpu · bptt``."""
-    try:
-        sections = read_run(str(run), (run / "results.json").stat().st_mtime).get("sections")
-    except (BenchmarkResultsError, OSError):
-        return f"{run.name} · unreadable"
-    return f"{run.name} · {', '.join(sections or []) or 'no sections'}"
+@st.cache_data(show_spinner="Reading what the reports conclude ...", max_entries=4)
+def summary(path: str, stamp: tuple) -> tuple[dict, list]:
+    """{kind: run directory names, newest first} and the conclusions; ``stamp`` (every
+    report's name and mtime) keys the cache."""
+    by_kind = reports_by_kind(path)
+    return ({kind: [run.name for run in runs] for kind, runs in by_kind.items()},
+            what_to_choose(path, by_kind))
+
+
+def run_label(results: dict) -> str:
+    """The report's name, what it measured and how, e.g.
+    ``20261123-191411-cpu · bptt · 1 thread``."""
+    threads = results.get("machine", {}).get("torch_threads")
+    how = ["quick sizes" if results.get("config", {}).get("quick") else None,
+           f"{threads} thread{'s' if threads != 1 else ''}" if threads else None]
+    return " · ".join([Path(results["run_dir"]).name, ", ".join(results.get("sections") or [])]
+                      + [h for h in how if h])
 
 
 def machine_line(results: dict) -> str:
@@ -47,39 +53,62 @@ def machine_line(results: dict) -> str:
             f"{m.get('cpu_cores', '?')} cores · torch {m.get('torch_version', '?')} · {quick}")
 
 
-def show_results(results: dict, key: str, extra_layers: list | None = None) -> None:
-    st.caption(machine_line(results))
-    targets = results.get("targets") or []
-    if targets:
-        with st.expander(f"Targets ({sum(t['status'] == 'pass' for t in targets)} of "
-                         f"{len(targets)} met)"):
-            st.dataframe(pd.DataFrame(targets), hide_index=True)
-    figs = build_figures(results)
-    if extra_layers and results.get("layers"):
-        # this machine's quick run as extra bars next to the committed ones
-        rows = results["layers"] + [dict(r, engine=f"{r['engine']} (now)") for r in extra_layers]
-        figs["layers"] = plots.layer_benchmark_figure(rows, "ratio_to_native")
-    if not figs:
-        st.info("This report has no measurements to plot.")
-    for name, fig in figs.items():
-        st.markdown(f"**{FIGURE_TITLES.get(name, name)}**")
-        st.plotly_chart(fig, key=f"{key}_{name}")
+def show_targets(results: dict, kind: str | None = None) -> None:
+    targets = [t for t in results.get("targets") or [] if kind is None
+               or any(word in t["target"] for word in TARGET_WORDS.get(kind, ()))]
+    if not targets:
+        return
+    met = sum(t["status"] == "pass" for t in targets)
+    with st.expander(f"Targets: {met} of {len(targets)} met"):
+        note = targets_note(results)
+        if note:
+            st.caption(note)
+        st.dataframe(pd.DataFrame(targets), hide_index=True)
 
 
-runs = list_runs(RESULTS_DIR)
+def read(run: Path) -> dict | None:
+    try:
+        return read_run(str(run), (run / "results.json").stat().st_mtime)
+    except (BenchmarkResultsError, OSError) as exc:
+        st.error(str(exc))
+        return None
+
+
 now = st.session_state.get("bench_now")
+runs = list_runs(RESULTS_DIR)
+by_kind, conclusions = summary(str(RESULTS_DIR), tuple(
+    (run.name, (run / "results.json").stat().st_mtime) for run in runs))
 if not runs:
     st.info(f"No committed benchmark results under `{RESULTS_DIR}` yet; run "
             "`python -m benchmarks` or use the button below.")
 else:
-    pick = st.selectbox("Report", range(len(runs) - 1, -1, -1),
-                        format_func=lambda i: run_label(runs[i]), key="bench_run")
-    try:
-        results = read_run(str(runs[pick]), (runs[pick] / "results.json").stat().st_mtime)
-    except BenchmarkResultsError as exc:
-        st.error(str(exc))
+    st.header("What to choose")
+    if conclusions:
+        st.markdown("\n".join(f"- {c.text} [See the chart](#{c.kind}) · `{c.report}`"
+                              for c in conclusions))
     else:
-        show_results(results, "committed", extra_layers=(now or {}).get("layers"))
+        st.info("No full-size report yet: conclusions need `python -m benchmarks` (quick "
+                "reports measure overhead-bound tiny sizes).")
+    for kind, names in by_kind.items():
+        title, figures = KINDS[kind]
+        st.header(title, anchor=kind)
+        options = {name: read(RESULTS_DIR / name) for name in names}
+        options = {name: res for name, res in options.items() if res is not None}
+        if not options:
+            continue
+        pick = st.selectbox("Report (newest first)", list(options), key=f"bench_run_{kind}",
+                            format_func=lambda name: run_label(options[name]))
+        results = options[pick]
+        st.caption(machine_line(results))
+        figs = build_figures(results, list(figures))
+        if kind == "layers" and now and now.get("layers"):
+            # this machine's quick run as extra bars next to the committed ones
+            rows = results["layers"] + [dict(r, engine=f"{r['engine']} (now)")
+                                        for r in now["layers"]]
+            figs["layers"] = plots.layer_benchmark_figure(rows, "ratio_to_native")
+        for name, fig in figs.items():
+            st.plotly_chart(fig, key=f"committed_{name}")
+        show_targets(results, kind)
 
 st.header("Run a small benchmark on this machine")
 sections = st.multiselect("Sections", ["layers", "bptt", "convergence", "step"], ["layers"],
@@ -88,6 +117,8 @@ sections = st.multiselect("Sections", ["layers", "bptt", "convergence", "step"],
                                "small models (minutes on a CPU); step: the training step "
                                "split into recurrent layer, softmax head and update (seconds "
                                "at the quick sizes).")
+st.caption("The quick preset's sizes are tiny, so its timings show per-call overhead more "
+           "than arithmetic: compare them with each other, not with the targets.")
 if st.button("Run now", key="bench_run_now", disabled=not sections):
     with st.status("Benchmarking ...", expanded=True) as status:
         try:
@@ -99,10 +130,13 @@ if st.button("Run now", key="bench_run_now", disabled=not sections):
             status.update(label="Failed", state="error")
             st.error(str(exc))
     now = st.session_state.get("bench_now")
-    if now and now.get("layers") and runs:
+    if now and now.get("layers") and "layers" in by_kind:
         st.rerun()  # redraw the committed plots with this run's bars added
 st.toggle("Use the CUDA GPU", key="bench_cuda",
           disabled=not __import__("torch").cuda.is_available())
 if now:
     st.subheader("This machine, just now")
-    show_results(now, "now")
+    st.caption(machine_line(now))
+    show_targets(now)
+    for name, fig in build_figures(now).items():
+        st.plotly_chart(fig, key=f"now_{name}")

@@ -1,19 +1,24 @@
-"""Generate: write poems with the bundled model, a trained run or an uploaded checkpoint."""
+"""Generate: write poems with the bundled model, a run from the runs folder or an uploaded
+checkpoint."""
 import hashlib
 import json
+import random
 
 import streamlit as st
 
-from pages._common import bundled_corpus, job_manager, session_id, show_poem
-from rnncore.checkpoint import (CheckpointError, checkpoint_stamp, load_checkpoint,
-                                load_checkpoint_bytes)
-from rnncore.generate import GenerationConfig, GenerationError, generate, load_default_model
+from pages._common import (POEM_CSS, bundled_corpus, empty_upload, job_manager,
+                           shading_legend, show_poem)
+from rnncore.checkpoint import (MAX_UPLOAD_MB, CheckpointError, checkpoint_stamp,
+                                load_checkpoint, load_checkpoint_bytes)
+from rnncore.generate import (GenerationConfig, GenerationError, form_outside_training,
+                              generate, load_default_model)
 from rnncore.poetry import FORMS
 
-MAX_ZIP_MB = 200
+DEFAULTS = GenerationConfig()
+
+SEEDS = 2**31  # seeds drawn for a click are below this
 
 st.title("Generate poems")
-sid = session_id()
 
 
 @st.cache_resource(show_spinner="Loading the bundled model ...")
@@ -22,8 +27,8 @@ def default_model():
 
 
 @st.cache_resource(show_spinner="Loading the checkpoint ...", max_entries=4)
-def checkpoint_at(path: str, _stamp: str):
-    """``_stamp`` (the meta.json mtime) is part of the key so a re-saved run reloads."""
+def checkpoint_at(path: str, stamp: str):
+    """``stamp`` (the meta.json mtime) is part of the key so a re-saved run reloads."""
     return load_checkpoint(path, map_location="cpu", load_optimizer=False)
 
 
@@ -35,33 +40,39 @@ def checkpoint_from_zip(digest: str, _raw: bytes):
 # --------------------------------------------------------------------------- model
 source = st.radio("Model", ["Bundled model", "A run trained here", "Upload a checkpoint (.zip)"],
                   horizontal=True, key="gen_source")
-ckpt, model_problem, trained_on_tang = None, None, False
+ckpt, model_problem, model_key = None, None, source
 try:
     if source == "Bundled model":
         ckpt = default_model()
-        trained_on_tang = True
     elif source == "A run trained here":
-        runs = job_manager().list_checkpoints(sid)
+        runs = job_manager().list_runs()  # every run in the runs folder, any session or CLI
         if not runs:
-            model_problem = "No finished training run yet: train one on the Train page."
+            model_problem = ("No trained run yet: train one on the Train page (or with "
+                             "`python -m rnncore train`).")
         else:
-            pick = st.selectbox("Run", range(len(runs)), format_func=lambda i: runs[i].describe(),
-                                key="gen_run")
-            ckpt = checkpoint_at(runs[pick].path, checkpoint_stamp(runs[pick].path))
+            pick = st.selectbox("Run (every run in the runs folder)", range(len(runs)),
+                                format_func=lambda i: runs[i].describe(), key="gen_run")
+            stamp = checkpoint_stamp(runs[pick].path)
+            ckpt = checkpoint_at(runs[pick].path, stamp)
+            model_key = f"run:{runs[pick].path}:{stamp}"
     else:
-        upload = st.file_uploader("Checkpoint zip (model.safetensors + meta.json); nothing in "
-                                  "it is executed", type=["zip"], key="gen_upload")
+        upload = st.file_uploader(
+            f"A checkpoint zip with model.safetensors and meta.json, at most {MAX_UPLOAD_MB} MB "
+            "(the Train page's **Download model** gives one; optimizer.pt is not needed). "
+            "Nothing in it is executed.", type=["zip"], key="gen_upload")
         if upload is None:
             model_problem = "Choose a checkpoint zip to upload."
-        elif upload.size > MAX_ZIP_MB * 2**20:
-            model_problem = f"{upload.name} is larger than {MAX_ZIP_MB} MB"
         else:
-            raw = upload.getvalue()
-            ckpt = checkpoint_from_zip(hashlib.sha256(raw).hexdigest(), raw)
+            model_problem = empty_upload(upload)
+            if model_problem is None:
+                raw = upload.getvalue()
+                digest = hashlib.sha256(raw).hexdigest()
+                ckpt = checkpoint_from_zip(digest, raw)
+                model_key = f"zip:{digest}"
 except (CheckpointError, GenerationError, OSError) as exc:
     model_problem = str(exc)
 if model_problem:
-    (st.info if model_problem.startswith(("No finished", "Choose")) else st.error)(model_problem)
+    (st.info if model_problem.startswith(("No trained", "Choose")) else st.error)(model_problem)
     st.stop()
 
 mc = ckpt.model_config
@@ -89,11 +100,15 @@ with st.form("gen_form"):
                                  "time: the corpus is indexed).")
     with c3:
         strategy = st.selectbox("Decoding", ["sample", "beam", "greedy"], key="gen_strategy")
-        temperature = st.slider("Temperature", 0.1, 2.0, 0.8, 0.05, key="gen_temperature")
-        top_k = st.slider("Top-k (0 = off)", 0, 200, 0, key="gen_topk")
-        top_p = st.slider("Top-p (1 = off)", 0.05, 1.0, 1.0, 0.05, key="gen_topp")
+        # the CLI's defaults too (GenerationConfig: where sampled poems read most like real)
+        temperature = st.slider("Temperature", 0.1, 2.0, DEFAULTS.temperature, 0.05,
+                                key="gen_temperature")
+        top_k = st.slider("Top-k (0 = off)", 0, 200, DEFAULTS.top_k, key="gen_topk")
+        top_p = st.slider("Top-p (1 = off)", 0.05, 1.0, DEFAULTS.top_p, 0.05, key="gen_topp")
         beam = st.slider("Beam width", 1, 16, 4, key="gen_beam")
-        seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
+        seed = st.number_input("Seed (empty: a new one for every click)", 0, SEEDS - 1, None,
+                               key="gen_seed", placeholder="new each time",
+                               help="Enter the seed shown under the poems to write them again.")
     submitted = st.form_submit_button("Generate", type="primary")
 
 
@@ -101,37 +116,50 @@ def run_generation(locked_lines: dict | None = None, count: int | None = None, s
     cfg = GenerationConfig(
         form=form, acrostic=acrostic, prefix=prefix, rhyme=rhyme, tones=tones,
         strategy=strategy, temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
-        beam_width=int(beam), seed=int(seed if seed_ is None else seed_),
-        num=int(count or num), simplified=simplified, locked_lines=locked_lines or {})
-    corpus = bundled_corpus() if novelty and trained_on_tang else None
+        beam_width=int(beam), seed=int(seed_), num=int(count or num), simplified=simplified,
+        locked_lines=locked_lines or {})
+    corpus = bundled_corpus() if novelty and source == "Bundled model" else None
     return cfg, generate(ckpt.model, ckpt.vocab, cfg, training_corpus=corpus)
 
 
-# the first visit writes one poem right away with the defaults
-if submitted or "gen_poems" not in st.session_state:
+def poem_dicts(cfg, poems) -> list[dict]:
+    return [dict(p.to_dict(), seed=cfg.seed) for p in poems]
+
+
+# the first visit, and every change of model, writes one poem right away with the settings
+model_changed = st.session_state.get("gen_model_key") != model_key
+if model_changed:  # the previous model's poems go
+    st.session_state["gen_model_key"] = model_key
+    st.session_state["gen_poems"], st.session_state["gen_locked"] = [], {}
+if submitted or model_changed:
     try:
-        cfg, poems = run_generation()
-        st.session_state["gen_poems"] = [p.to_dict() for p in poems]
+        cfg, poems = run_generation(seed_=random.randrange(SEEDS) if seed is None else seed)
+        st.session_state["gen_poems"] = poem_dicts(cfg, poems)
         st.session_state["gen_config"] = cfg.to_dict()
         st.session_state["gen_locked"] = {}
     except GenerationError as exc:
         st.error(str(exc))
-        st.session_state.setdefault("gen_poems", [])
 
 # --------------------------------------------------------------------------- poems
 poems = st.session_state.get("gen_poems", [])
+used = st.session_state.get("gen_config") or {}
 METRIC_LABELS = [("form_valid", "form"), ("rhyme_valid", "rhyme"), ("tone_match", "tones"),
                  ("longest_copied_run", "longest copied run")]
 if poems:
-    st.caption("Each character is shaded by the probability the model gave it "
-               "(red = surprising, green = expected); hover for the value.")
+    outside = form_outside_training(ckpt, used.get("form", form))
+    if outside:
+        st.warning(outside)
+    st.html(POEM_CSS + shading_legend())
+    st.caption("To write a poem again, enter its seed as Seed with the same settings and "
+               "number of poems.")
 cols = st.columns(min(len(poems), 3) or 1)
 for i, poem in enumerate(poems):
     with cols[i % len(cols)]:
-        st.markdown(f"**Poem {i + 1}** — mean log-prob "
+        st.markdown(f"**Poem {i + 1}** — seed {poem['seed']} — mean log-prob "
                     f"{poem['score'] / max(1, len(poem['chars'])):.2f} nats/char")
-        show_poem(poem["lines"], poem["probs"], vertical,
-                  locked=set(st.session_state.get("gen_locked", {}).get(i, [])))
+        show_poem(poem["lines"], poem.get("relative"), vertical,
+                  locked=set(st.session_state.get("gen_locked", {}).get(i, [])),
+                  probs=poem["probs"])
         m = poem["metrics"]
         bits = []
         for key, label in METRIC_LABELS:
@@ -153,11 +181,12 @@ if poems:
                           format_func=lambda j: f"{j + 1}: {lines[j]}", key="gen_lock_lines")
     if st.button("Regenerate the other lines", key="gen_regen", disabled=not keep):
         try:
-            # a fresh seed per click, so every click rewrites the free lines differently
+            # a fixed seed still rewrites the free lines differently on every click
             rewrites = st.session_state["gen_rewrites"] = st.session_state.get("gen_rewrites", 0) + 1
-            _, new = run_generation({j: lines[j] for j in keep}, count=1,
-                                    seed_=int(seed) + 1000 * rewrites + which)
-            poems[which] = new[0].to_dict()
+            cfg, new = run_generation({j: lines[j] for j in keep}, count=1,
+                                      seed_=random.randrange(SEEDS) if seed is None
+                                      else (int(seed) + 1000 * rewrites + which) % SEEDS)
+            poems[which] = poem_dicts(cfg, new)[0]
             st.session_state["gen_poems"] = poems
             st.session_state.setdefault("gen_locked", {})[which] = list(keep)
             st.rerun()

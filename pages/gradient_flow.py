@@ -4,27 +4,30 @@ import math
 import numpy as np
 import streamlit as st
 
-from pages._common import job_manager, session_id
+from pages._common import job_manager
 from rnncore import gradflow as G
 from rnncore import plots
 from rnncore.checkpoint import checkpoint_stamp, is_checkpoint_dir
 from rnncore.kinds import CELLS
 
+EMBEDDING = 8  # of the fresh models: at hidden 128, rho 1.0 vanishes and 1.3 explodes
+
 st.title("Gradient flow through time")
 st.markdown(
     "Every chart below is measured on models built with the settings here (fresh, untrained "
-    "weights: the textbook situation at the start of training) and, if you pick one, a "
-    "trained model, all reading the same Tang poem. The probes run in float64 so tiny "
-    "gradients at long lags stay visible.")
+    "weights: the textbook situation at the start of training; embedding size 8, a weak input "
+    "drive that keeps tanh near its linear range, so the recurrent weights decide whether "
+    "gradients vanish or explode) and, if you pick one, a trained model, all reading the "
+    "same Tang poem. The probes run in float64 so tiny gradients at long lags stay visible.")
 
 c1, c2, c3, c4, c5 = st.columns(5)
-hidden = c1.select_slider("Hidden size", [16, 32, 64, 128], 32, key="gf_hidden")
-seq_len = c2.slider("Characters (time steps)", 16, 128, 48, 8, key="gf_seq_len")
+hidden = c1.select_slider("Hidden size", [16, 32, 64, 128], 128, key="gf_hidden")
+seq_len = c2.slider("Characters (time steps)", 16, 128, 32, 8, key="gf_seq_len")
 poem = c3.number_input("Poem number", 0, 7000, 0, key="gf_poem")
 init = c4.selectbox("W_hh init", list(G.INITS), key="gf_init")
 seed = c5.number_input("Seed", 0, 10_000, 0, key="gf_seed")
 base = dict(hidden_size=int(hidden), seq_len=int(seq_len), poem_index=int(poem), init=init,
-            seed=int(seed), embedding_dim=32)
+            seed=int(seed), embedding_dim=EMBEDDING)
 
 
 def _summary(probe) -> dict:
@@ -47,20 +50,22 @@ def cell_probes(settings: dict) -> dict:
 
 
 @st.cache_data(show_spinner="Probing the trained model ...", max_entries=8)
-def trained_probe(settings: dict, checkpoint: str, _stamp: str) -> dict:
-    """The same probes on a trained checkpoint (its own cell and sizes, same poem)."""
+def trained_probe(settings: dict, checkpoint: str, stamp: str) -> dict:
+    """The same probes on a trained checkpoint (its own cell and sizes, same poem);
+    ``stamp`` (its meta.json mtime) keys the cache, so a re-saved checkpoint is probed anew."""
     keep = {k: settings[k] for k in ("seq_len", "poem_index", "seed")}
     return _summary(G.prepare(G.GradFlowConfig(checkpoint=checkpoint, **keep)))
 
 
 @st.cache_data(show_spinner="Rescaling W_hh and measuring ...", max_entries=64)
 def rho_probe(settings: dict, rho: float) -> dict:
+    """The RNN rescaled to ``rho``: its lag curve and slope (one ``rho_sweep`` row), W_hh's
+    spectral norm and radius."""
     probe = G.prepare(G.GradFlowConfig(cell="rnn", rho=rho, **settings))
-    jac = G.jacobian_norms(probe)
     radii = G.spectral_radii(probe.model)
     sweep = G.rho_sweep(probe, [rho]).iloc[0].to_dict()
-    return {"jac": jac.frame, "slope": jac.slope, "vanish_lag": jac.vanish_lag,
-            "spectral_norm": float(radii.spectral_norm.max()),
+    return {"lags": np.arange(1, len(sweep["norms"]) + 1), "norms": np.asarray(sweep["norms"]),
+            "slope": sweep["slope"], "spectral_norm": float(radii.spectral_norm.max()),
             "spectral_radius": float(radii.spectral_radius.max()), "sweep": sweep}
 
 
@@ -70,7 +75,7 @@ def truncation_probe(settings: dict, cell: str, draws: int):
     return G.truncation_bias(probe, probs=(0.5, 0.75, 0.9), draws=draws, seed=settings["seed"])
 
 
-# an optional trained model next to the fresh ones (the bundled one or a run of this session)
+# an optional trained model next to the fresh ones (the bundled one or any run on disk)
 trained_choices = {}
 try:
     from rnncore.generate import default_model_path
@@ -79,7 +84,7 @@ try:
         trained_choices["the bundled model"] = str(default_model_path())
 except ImportError:
     pass
-for info in job_manager().list_checkpoints(session_id()):
+for info in job_manager().list_runs():
     trained_choices[info.describe()] = info.path
 trained_pick = st.selectbox("Also probe a trained model", ["(none)"] + list(trained_choices),
                             key="gf_trained")
@@ -142,9 +147,7 @@ st.markdown(
 st.header("3. Spectral radius of W_hh (vanilla RNN)")
 rho = st.slider("Rescale W_hh to spectral radius ρ", 0.5, 1.5, 1.0, 0.05, key="gf_rho")
 r = rho_probe(base, float(rho))
-lags = r["jac"]["lag"].to_numpy()
-sigma = r["spectral_norm"]
-norms = r["jac"]["norm"].to_numpy()
+lags, norms, sigma = r["lags"], r["norms"], r["spectral_norm"]
 reference = {f"σ_max(W_hh)^L = {sigma:.2f}^L (upper bound)": (lags, sigma ** lags.astype(float)),
              f"ρ^L = {rho:.2f}^L": (lags, float(rho) ** lags.astype(float))}
 st.plotly_chart(plots.jacobian_lag_figure({f"RNN, ρ = {rho:.2f}": (lags, norms)}, reference),

@@ -6,8 +6,27 @@ threads make tiny ops up to 100x slower. One thread keeps the suite fast and sta
 """
 import os
 
+import pytest
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    """The app's runs directory for one test module (AppTest): fresh, with a fresh job
+    manager; torch threads restored after."""
+    mp = pytest.MonkeyPatch()
+    path = tmp_path_factory.mktemp("runs")
+    mp.setenv("RNNCORE_RUNS_DIR", str(path))
+    threads = torch.get_num_threads()
+    import streamlit as st
+
+    st.cache_resource.clear()  # the job manager reads RNNCORE_RUNS_DIR when created
+    yield path
+    st.cache_resource.clear()  # stops nothing by itself: jobs below are waited for
+    torch.set_num_threads(threads)
+    mp.undo()

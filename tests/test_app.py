@@ -2,46 +2,14 @@
 exception, a short training run goes through the Train page's own controls, the Generate
 page writes poems, every gradient-flow chart is computed."""
 import math
-import time
-from pathlib import Path
+import re
 
 import pytest
-import torch
 
 pytest.importorskip("streamlit")
+from apptools import app as _app, status as _status, texts as _texts  # noqa: E402
+from apptools import wait_for_finish as _wait_for_finish  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
-
-APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
-
-
-@pytest.fixture(scope="module")
-def runs_dir(tmp_path_factory):
-    """A fresh runs directory and job manager for this module; torch threads restored."""
-    mp = pytest.MonkeyPatch()
-    path = tmp_path_factory.mktemp("runs")
-    mp.setenv("RNNCORE_RUNS_DIR", str(path))
-    threads = torch.get_num_threads()
-    import streamlit as st
-
-    st.cache_resource.clear()  # the job manager reads RNNCORE_RUNS_DIR when created
-    yield path
-    st.cache_resource.clear()  # stops nothing by itself: jobs below are waited for
-    torch.set_num_threads(threads)
-    mp.undo()
-
-
-def _app(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    assert not at.exception, at.exception
-    if page:
-        at.switch_page(page).run()
-        assert not at.exception, at.exception
-    return at
-
-
-def _texts(elements) -> list[str]:
-    return [e.value for e in elements]
 
 
 def test_home_explains_the_equations_and_the_device(runs_dir):
@@ -56,23 +24,13 @@ def test_home_explains_the_equations_and_the_device(runs_dir):
     assert "Randomized truncation" in md and "vanish" in md and "explode" in md
 
 
-def _wait_for_finish(at: AppTest, timeout: float = 60.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        time.sleep(1.0)
-        at.run()
-        assert not at.exception, at.exception
-        if any(c.startswith("stopped:") for c in _texts(at.caption)):
-            return
-    raise AssertionError(f"training did not finish: {_texts(at.caption)}")
-
-
 def test_train_then_generate_with_the_trained_run(runs_dir):
     at = _app("pages/train.py")
     for key in ("train_cell", "train_engine", "train_strategy", "train_optimizer"):
         assert at.selectbox(key=key) is not None
-    for key in ("train_budget", "train_lr", "train_clip", "train_max_poems", "train_eval_every"):
+    for key in ("train_budget", "train_clip", "train_max_poems", "train_eval_every"):
         assert at.number_input(key=key) is not None
+    assert at.select_slider(key="train_lr") is not None
     assert at.button(key="train_stop").disabled and at.button(key="train_resume").disabled
     assert any("valid poems" in c for c in _texts(at.caption))
     # a tiny model for a few seconds, through the page's own controls
@@ -82,7 +40,7 @@ def test_train_then_generate_with_the_trained_run(runs_dir):
     at.number_input(key="train_budget").set_value(5)
     at.number_input(key="train_eval_every").set_value(5)
     at.selectbox(key="train_cell").set_value("gru")
-    at.number_input(key="train_lr").set_value(0.01)
+    at.select_slider(key="train_lr").set_value(0.01)
     at.button(key="train_start").click().run()
     assert not at.exception, at.exception
     assert not at.error, _texts(at.error)
@@ -107,8 +65,8 @@ def test_train_then_generate_with_the_trained_run(runs_dir):
     assert not at.exception and not at.error, _texts(at.error)
     _wait_for_finish(at)
     assert [p for p in runs_dir.iterdir() if p.is_dir()] == runs
-    progress = at.get("progress")[0].proto.text
-    resumed_step = int(progress.split("step ")[1].split(",")[0])
+    progress = _status(at)
+    resumed_step = int(re.search(r"at step ([\d,]+)", progress)[1].replace(",", ""))
     assert resumed_step > last_step, (progress, last_step)
 
     # Generate with the run just trained (same session)
@@ -200,8 +158,8 @@ def test_benchmarks_page_plots_reports_and_runs_one_now(runs_dir, tmp_path, monk
     assert not at.exception and not at.error, _texts(at.error)
     assert any(c.startswith(committed["machine"]["date"]) for c in _texts(at.caption))
     assert len(at.get("plotly_chart")) == 2  # layers (ratio) and layers (GFLOP/s)
-    picker = at.selectbox(key="bench_run")
-    assert picker.options[0].endswith(" · layers"), picker.options
+    picker = at.selectbox(key="bench_run_layers")  # one picker per kind of chart
+    assert " · layers · " in picker.options[0], picker.options
     at.button(key="bench_run_now").click().run()
     assert not at.exception and not at.error, _texts(at.error)
     import json

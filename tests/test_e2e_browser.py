@@ -1,6 +1,8 @@
 """End to end in Chromium (Playwright, sync API) against ``streamlit run streamlit_app.py``:
-every page opens without an exception or error box, a short training run starts and
-stops, a poem is generated, the spectral-radius slider moves, the Architectures page
+every page opens without an exception or error box, uploads are checked on arrival, a short
+training run starts (settings folded away) and stops, a second tab sees the run and
+generates from its downloaded model, poems are shaded, the spectral-radius slider moves
+into explosion, the Benchmarks page leads with its conclusions, the Architectures page
 shows its three experiments. Screenshots of every page go
 to test-artifacts/screenshots/ (gitignored).
 
@@ -151,6 +153,17 @@ def _nav(page, label: str) -> None:
     _settle(page)
 
 
+def _no_truncated_metrics(page) -> None:
+    """Every metric value fits its column (no "5,025 ch…")."""
+    cut = page.evaluate(
+        "() => [...document.querySelectorAll('[data-testid=\"stMetricValue\"]')]"
+        ".filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)")
+    assert cut == [], f"metric values cut off: {cut}"
+
+
+TWO_POEMS = "白日依山盡，黃河入海流。欲窮千里目，更上一層樓。\n床前明月光，疑是地上霜。舉頭望明月，低頭思故鄉。\n"
+
+
 def test_every_page_in_a_browser(server, page):
     page.goto(server["url"])
     page.get_by_text("rnncore — recurrent networks").first.wait_for()
@@ -158,17 +171,24 @@ def test_every_page_in_a_browser(server, page):
     assert page.get_by_text("Compute device").count() >= 1
     _assert_clean(page, "1-home")
 
-    # Train: a bad upload gives a one-line message, then a short run, then Stop
+    # Train: a bad upload and a too-small one give a one-line message at once
     _nav(page, "Train")
     page.get_by_text("Train a character-level poet").wait_for()
     page.get_by_text("Upload a file").click()
     _settle(page)
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+    dropzone = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    assert "50 MB" in page.get_by_test_id("stFileUploader").inner_text()
+    dropzone.set_input_files(
         files=[{"name": "bad.json", "mimeType": "application/json", "buffer": b"{not json"}])
     _settle(page)
     error = page.locator('[data-testid="stAlertContentError"]')
     error.first.wait_for()
     assert "bad.json" in error.first.inner_text() and "Traceback" not in page.inner_text("body")
+    assert page.get_by_role("button", name="Start training").is_disabled()
+    dropzone.set_input_files(
+        files=[{"name": "two.txt", "mimeType": "text/plain", "buffer": TWO_POEMS.encode()}])
+    _settle(page)
+    page.get_by_text(re.compile(r"two\.txt: 2 poems are too few to train on")).wait_for()
     assert page.get_by_role("button", name="Start training").is_disabled()
     page.get_by_text("Bundled Tang poems").click()
     _settle(page)
@@ -180,14 +200,45 @@ def test_every_page_in_a_browser(server, page):
         _settle(page)
     main = page.get_by_test_id("stMainBlockContainer")
     main.get_by_role("button", name="Start training").click()
-    page.get_by_text(re.compile(r"^Training — ")).wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"^Training at step \d+ — ")).wait_for(timeout=60_000)
     page.get_by_text(re.compile(r"^step \d+$")).first.wait_for(timeout=90_000)  # a sample poem
+    # while it trains, the settings are folded away (the charts start near the top) and locked
+    settings = page.get_by_test_id("stExpander").first
+    assert "locked while your run trains" in settings.inner_text()
+    assert settings.locator("details").get_attribute("open") is None
+    assert page.get_by_test_id("stPlotlyChart").first.bounding_box()["y"] < 800
+    _screenshot(page, "2a-train-running")
     main.get_by_role("button", name="Stop", exact=True).click()
-    page.get_by_text(re.compile(r"stopped: stopped after \d+ steps")).wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"^Stopped by you at step \d+ — ")).wait_for(timeout=60_000)
     _settle(page)
     _expect_count(page.locator('[data-testid="stPlotlyChart"]'), 3)
+    assert page.get_by_text(re.compile(r"^stopped:", re.I)).count() == 0  # one status line
+    _no_truncated_metrics(page)
     _assert_clean(page, "2-train")
     assert list(server["runs"].glob("*/step-*/meta.json")), "no checkpoint saved on Stop"
+    with page.expect_download() as download:
+        main.get_by_role("button", name="Download model (.zip)").click()
+    model_zip = Path(download.value.path()).read_bytes()
+
+    # a new tab is a new session: it lists the run on disk, and Generate takes the download
+    other = page.context.new_page()
+    other.goto(f"{server['url']}/train")
+    other.get_by_text("Train a character-level poet").wait_for()
+    _settle(other)
+    other.get_by_text(re.compile(r"^Stopped by you at step \d+ — ")).wait_for()
+    assert other.get_by_text("No training run in this session").count() == 0
+    _expect_count(other.locator('[data-testid="stPlotlyChart"]'), 3)
+    _assert_clean(other, "2b-train-new-tab")
+    _nav(other, "Generate")
+    other.get_by_text("Upload a checkpoint (.zip)").click()
+    _settle(other)
+    other.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+        files=[{"name": "run.zip", "mimeType": "application/zip", "buffer": model_zip}])
+    _settle(other)
+    other.get_by_text(re.compile(r"^LSTM 1×128, vocabulary")).wait_for()
+    other.locator(".rc-poem").first.wait_for()
+    _assert_clean(other, "3b-generate-uploaded-run")
+    other.close()
 
     # Generate: the bundled model writes a poem on opening (timed); a bad checkpoint
     # upload is refused
@@ -211,7 +262,9 @@ def test_every_page_in_a_browser(server, page):
     page.locator(".rc-poem").first.wait_for()
     poem = page.locator(".rc-poem").first.inner_text()
     assert len(re.sub(r"\s", "", poem)) == 64, poem  # 8 lines of 7 characters + marks
-    assert page.locator(".rc-poem span[title^='p = ']").count() == 64
+    shaded = page.locator(".rc-poem span[title]")
+    assert shaded.count() == 64
+    assert len(set(shaded.evaluate_all("els => els.map(e => e.style.background)"))) >= 3
     page.get_by_text("Vertical, right to left").click()
     page.get_by_test_id("stMainBlockContainer").get_by_role(
         "button", name="Generate", exact=True).click()
@@ -219,23 +272,28 @@ def test_every_page_in_a_browser(server, page):
     page.locator(".rc-poem.rc-vertical").first.wait_for()
     _assert_clean(page, "3-generate")
 
-    # Gradient flow: every chart, then move the spectral-radius slider
+    # Gradient flow: every chart, then move the spectral-radius slider into explosion
     _nav(page, "Gradient Flow")
     page.get_by_text("3. Spectral radius of W_hh").wait_for(timeout=120_000)
     _settle(page, 120)
     _expect_count(page.locator('[data-testid="stPlotlyChart"]'), 6)
     before = page.get_by_text(re.compile(r"The spectral radius ρ = ")).inner_text()
+    assert "the gradient vanishes" in before
     thumb = page.get_by_role("slider", name=re.compile("spectral radius"))
     thumb.focus()
     for _ in range(6):
         thumb.press("ArrowRight")
     _settle(page, 60)
     page.get_by_text(re.compile(r"The spectral radius ρ = 1\.30")).wait_for()
-    assert page.get_by_text(re.compile(r"The spectral radius ρ = ")).inner_text() != before
+    after = page.get_by_text(re.compile(r"The spectral radius ρ = ")).inner_text()
+    assert after != before and "the gradient explodes" in after
     _assert_clean(page, "4-gradient-flow")
 
+    # Benchmarks: the conclusions first, each linked to its chart
     _nav(page, "Benchmarks")
+    page.get_by_text("What to choose").first.wait_for()
     page.get_by_text("Run a small benchmark on this machine").wait_for()
+    assert page.get_by_role("link", name="See the chart").count() >= 5
     _assert_clean(page, "5-benchmarks")
 
     # Architectures: the three experiments with their figures (computed on opening)

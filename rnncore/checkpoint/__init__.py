@@ -6,8 +6,8 @@ Rooms, everything re-exported here: ``files`` (every file name, atomic writes), 
 directory's layout: step dirs, pointers, step log, job file, lock), ``manager``
 (``CheckpointManager``), ``archive`` (zip export and import).
 """
-from rnncore.checkpoint.archive import (export_checkpoint_zip, import_checkpoint_zip,
-                                        load_checkpoint_bytes)
+from rnncore.checkpoint.archive import (MAX_UPLOAD_MB, export_checkpoint_zip,
+                                        import_checkpoint_zip, load_checkpoint_bytes)
 from rnncore.checkpoint.files import (BEST_POINTER, CHECKPOINT_FILES, JOB_FILE, LATEST_POINTER,
                                       META_FILE, MODEL_FILE, OPTIMIZER_FILE, STEP_LOG_FILE,
                                       CheckpointError)
@@ -28,5 +28,5 @@ __all__ = [
     "read_meta", "resolve_checkpoint", "is_checkpoint_dir", "checkpoint_stamp",
     "list_checkpoints", "latest_checkpoint", "best_checkpoint", "capture_rng_state",
     "restore_rng_state", "read_step_records", "read_job_file", "write_job_file",
-    "export_checkpoint_zip", "import_checkpoint_zip", "load_checkpoint_bytes",
+    "export_checkpoint_zip", "import_checkpoint_zip", "load_checkpoint_bytes", "MAX_UPLOAD_MB",
 ]

@@ -25,6 +25,10 @@ from rnncore.checkpoint.meta import read_meta
 from rnncore.checkpoint.store import Checkpoint, load_checkpoint
 
 MAX_ZIP_BYTES = 512 * 1024 * 1024  # uncompressed total accepted from an uploaded zip
+# the app's upload limit (checkpoint zips and corpora), .streamlit/config.toml's
+# maxUploadSize; a model-only zip of the README's LSTM 2 x 256 is about 10 MB, 31 MB with
+# optimizer.pt
+MAX_UPLOAD_MB = 50
 MAX_ZIP_ENTRIES = 64
 
 
@@ -129,13 +133,16 @@ def load_checkpoint_bytes(data: bytes, map_location: str | torch.device = "cpu",
     return ckpt
 
 
-def export_checkpoint_zip(path: str | os.PathLike) -> bytes:
-    """Zip a checkpoint directory (for download); the inverse of ``load_checkpoint_bytes``."""
+def export_checkpoint_zip(path: str | os.PathLike, include_optimizer: bool = True) -> bytes:
+    """Zip a checkpoint directory (for download); the inverse of ``load_checkpoint_bytes``.
+    ``include_optimizer=False`` leaves out ``optimizer.pt``: a model-only zip, enough to
+    generate (about a third of the size with Adam), not to resume training."""
     path = resolve_checkpoint(path)
     read_meta(path)  # refuse to zip what is not a checkpoint
+    names = CHECKPOINT_FILES if include_optimizer else (MODEL_FILE, META_FILE)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name in CHECKPOINT_FILES:
+        for name in names:
             if (path / name).is_file():
                 archive.write(path / name, f"{path.name}/{name}")
     return buffer.getvalue()

@@ -7,7 +7,6 @@ summary on stdout.
 """
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import sys
 import time
@@ -36,59 +35,83 @@ TRAIN_FLAGS = {"strategy": "strategy", "truncation": "truncation_len",
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train", help="train a character-level RNN on poems",
-        description="Train a CharRNN (full, truncated or randomized BPTT).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description="Train a CharRNN (full, truncated or randomized BPTT). Every option "
+                    "left out takes the default shown.")
     d = p.add_argument_group("data")
-    d.add_argument("--corpus", default=None, help="'tang' (bundled 七律, default), 'quantangshi' (the full "
-                   "全唐詩 after `corpus fetch`), a .tgz of chinese-poetry, or a file/directory")
+    d.add_argument("--corpus", default=None, help="'tang' (the bundled 七律; default), "
+                   "'quantangshi' (the full 全唐詩 after `corpus fetch`), a .tgz of "
+                   "chinese-poetry, or a file/directory")
     d.add_argument("--simplified", action="store_true", default=None,
                    help="convert the corpus to simplified characters")
-    d.add_argument("--max-poems", type=int, default=None, help="use only the first N poems")
-    d.add_argument("--val-fraction", type=float, default=None, help="held-out share (0.05)")
+    d.add_argument("--max-poems", type=int, default=None,
+                   help="use only the first N poems (default: all)")
+    d.add_argument("--val-fraction", type=float, default=None,
+                   help="share of the poems held out for validation (default: 0.05)")
     d.add_argument("--form-tokens", action="store_true", default=None,
                    help="start each poem with its form's token: one model for every form, "
                         "told which it writes")
     m = p.add_argument_group("model")
-    m.add_argument("--cell", default=None, help="rnn | lstm | gru (lstm)")
-    m.add_argument("--hidden-size", type=int, default=None, help="(256)")
-    m.add_argument("--layers", type=int, default=None, help="(2)")
-    m.add_argument("--embedding-dim", type=int, default=None, help="(128)")
-    m.add_argument("--dropout", type=float, default=None, help="(0.0)")
-    m.add_argument("--engine", default=None, help="bptt | autograd | native (bptt)")
+    m.add_argument("--cell", default=None, help="rnn | lstm | gru (default: lstm)")
+    m.add_argument("--hidden-size", type=int, default=None,
+                   help="hidden units per layer (default: 256)")
+    m.add_argument("--layers", type=int, default=None,
+                   help="stacked recurrent layers (default: 2)")
+    m.add_argument("--embedding-dim", type=int, default=None,
+                   help="character embedding size (default: 128)")
+    m.add_argument("--dropout", type=float, default=None,
+                   help="dropout between layers (default: 0.0)")
+    m.add_argument("--engine", default=None, help="bptt (hand-derived backward) | autograd | "
+                   "native (torch's kernels) (default: bptt)")
     m.add_argument("--head", default=None,
-                   help="full | adaptive (full): the adaptive softmax trains 2-3x faster per "
-                        "step at a 5-8k character vocabulary, exact at evaluation")
+                   help="full | adaptive: the adaptive softmax trains 2-3x faster per step at "
+                        "a 5-8k character vocabulary, exact at evaluation (default: full)")
     t = p.add_argument_group("training")
-    t.add_argument("--strategy", default=None, help="full | truncated | randomized (truncated)")
+    t.add_argument("--strategy", default=None,
+                   help="full | truncated | randomized (default: truncated)")
     t.add_argument("--truncation", type=int, default=None,
-                   help="k2: steps backpropagated through (64)")
+                   help="k2: steps backpropagated through (default: 64)")
     t.add_argument("--update-interval", type=int, default=None,
-                   help="k1: new tokens per update (= --truncation)")
+                   help="k1: new characters per update, at most k2 (default: k2)")
     t.add_argument("--keep-prob", type=float, default=None,
-                   help="randomized: probability the gradient passes one more step (0.9)")
-    t.add_argument("--batch-size", type=int, default=None, help="per process (32)")
-    t.add_argument("--optimizer", default=None, help="adam | sgd (adam)")
-    t.add_argument("--lr", type=float, default=None, help="(0.002)")
-    t.add_argument("--momentum", type=float, default=None, help="SGD momentum (0)")
-    t.add_argument("--weight-decay", type=float, default=None, help="(0)")
-    t.add_argument("--lr-schedule", default=None, help="none | cosine | step (none)")
-    t.add_argument("--warmup", type=int, default=None, help="warm-up steps (0)")
-    t.add_argument("--clip", type=float, default=None, help="global gradient norm, 0 = off (1.0)")
+                   help="randomized: probability the gradient passes one more step "
+                        "(default: 0.9)")
+    t.add_argument("--batch-size", type=int, default=None,
+                   help="rows per batch, per process (default: 32)")
+    t.add_argument("--optimizer", default=None, help="adam | sgd (default: adam)")
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default: 0.002)")
+    t.add_argument("--momentum", type=float, default=None, help="SGD momentum (default: 0.0)")
+    t.add_argument("--weight-decay", type=float, default=None,
+                   help="L2 weight decay (default: 0.0)")
+    t.add_argument("--lr-schedule", default=None,
+                   help="none | cosine | step (default: none)")
+    t.add_argument("--warmup", type=int, default=None,
+                   help="learning-rate warm-up steps (default: 0)")
+    t.add_argument("--clip", type=float, default=None,
+                   help="clip the global gradient norm at this value, 0 = off (default: 1.0)")
     t.add_argument("--max-steps", type=int, default=None,
-                   help="(1000, or no cap when only --max-minutes is given)")
-    t.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget")
-    t.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (200)")
-    t.add_argument("--eval-max-poems", type=int, default=None, help="cap the validation set")
+                   help="stop after this many updates (default: 1000; no cap when only "
+                        "--max-minutes is given)")
+    t.add_argument("--max-minutes", type=float, default=None,
+                   help="wall-clock budget (default: none)")
+    t.add_argument("--eval-every", type=int, default=None,
+                   help="updates between validations, 0 = only at the end (default: 200)")
+    t.add_argument("--eval-max-poems", type=int, default=None,
+                   help="validate on at most N poems (default: all held out)")
     t.add_argument("--patience", type=int, default=None,
-                   help="early stopping: evaluations without improvement (0 = off)")
-    t.add_argument("--checkpoint-every", type=int, default=None, help="steps (0 = at the end)")
+                   help="early stopping after N validations without improvement, 0 = off "
+                        "(default: 0)")
+    t.add_argument("--checkpoint-every", type=int, default=None,
+                   help="updates between checkpoints, 0 = only at the end (default: 0)")
     t.add_argument("--checkpoint-minutes", type=float, default=None,
-                   help="also save after this much time since the last checkpoint")
-    t.add_argument("--keep-last", type=int, default=None, help="checkpoints kept (3)")
-    t.add_argument("--seed", type=int, default=None, help="(0)")
-    t.add_argument("--device", default=None, help="auto | cpu | cuda (auto)")
+                   help="also save once this many minutes passed since the last checkpoint "
+                        "(default: off)")
+    t.add_argument("--keep-last", type=int, default=None,
+                   help="checkpoints kept besides the best (default: 3)")
+    t.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
+    t.add_argument("--device", default=None, help="auto | cpu | cuda (default: auto)")
     o = p.add_argument_group("output")
-    o.add_argument("--out", default=None, help="run directory (default runs/train-<time>)")
+    o.add_argument("--out", default=None,
+                   help="run directory, new or empty (default: runs/train-<time>)")
     o.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the run saved in DIR (a run directory or checkpoint)")
     o.add_argument("--json", action="store_true", help="print a JSON summary on stdout")

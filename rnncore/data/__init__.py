@@ -27,6 +27,8 @@ from rnncore.data.corpus import (
 from rnncore.data.split import (
     Split,
     bundled_held_out,
+    check_trainable,
+    min_poems,
     split_by_form,
     split_corpus,
     split_poems,
@@ -46,7 +48,7 @@ _BATCHES = ("IGNORE_INDEX", "PoemBatch", "PreparedData", "StreamBatcher", "colla
 
 __all__ = [
     *_BATCHES,
-    "split_poems", "Split", "bundled_held_out", "split_by_form", "split_corpus",
+    "split_poems", "Split", "bundled_held_out", "check_trainable", "min_poems", "split_by_form", "split_corpus",
     "DataConfig", "MAX_CORPUS_BYTES", "MAX_LINE_CHARS", "MIN_LINE_CHARS", "OTHER_FORM",
     "Corpus", "CorpusError", "Poem", "load_bundled_records", "load_corpus",
     "load_corpus_bytes", "record_lines", "split_lines", "validate_lines", "Vocab",

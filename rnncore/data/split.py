@@ -13,13 +13,14 @@ then drops every training poem that near-duplicates a held-out poem, bundled or 
 from __future__ import annotations
 
 import functools
+import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
 from rnncore.data.config import DataConfig
-from rnncore.data.corpus import Corpus, Poem, load_corpus
+from rnncore.data.corpus import Corpus, CorpusError, Poem, load_corpus
 from rnncore.data.neardup import THRESHOLD, NearDupIndex, normalised
 
 
@@ -93,3 +94,20 @@ def split_corpus(corpus: Corpus, cfg: DataConfig) -> Split:
     if corpus.by_form:
         return split_by_form(poems, cfg.val_fraction, cfg.seed)
     return Split(*split_poems(poems, cfg.val_fraction, cfg.seed))
+
+
+def min_poems(cfg: DataConfig) -> int:
+    """The fewest poems whose validation share (``cfg.val_fraction``) holds a whole poem."""
+    return max(2, math.ceil(1 / cfg.val_fraction - 1e-9)) if cfg.val_fraction else 1
+
+
+def check_trainable(corpus: Corpus, cfg: DataConfig) -> None:
+    """Raise ``CorpusError`` when ``corpus`` (the first ``cfg.max_poems``) has too few poems
+    for a validation split (``min_poems``), before anything trains."""
+    n = min(len(corpus), cfg.max_poems or len(corpus))
+    need = min_poems(cfg)
+    if n < need:
+        raise CorpusError(
+            f"{n} poem{'s' if n != 1 else ''} {'are' if n != 1 else 'is'} too few to train on: "
+            f"{cfg.val_fraction:.0%} of the poems are held out for validation, which needs "
+            f"at least {need}")

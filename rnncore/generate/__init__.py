@@ -16,7 +16,9 @@ The package, one concern a module:
   bundled model.
 
 Reported per character: ``probs`` / ``logprobs`` = the model's own distribution
-(temperature 1, no constraints) at the chosen token -- how natural the model found it. Where
+(temperature 1, no constraints) at the chosen token -- how natural the model found it;
+``relative`` = that probability over the best the rules allowed there (1 = the model's first
+choice, None for a forced token), which varies where ``probs`` is small everywhere. Where
 the token is forced (line-end marks, fixed characters) sampling skips the head during
 decoding and computes these log-probs for all forced positions in one product afterwards.
 
@@ -54,12 +56,12 @@ from rnncore.generate.sampling import (
     _sample_probs,
 )
 from rnncore.generate.stepper import _FUSED_CACHE, _LSTMStepper
-from rnncore.poetry import corpus_index, poem_metrics, to_simplified, to_traditional
+from rnncore.poetry import corpus_index, get_form, poem_metrics, to_simplified, to_traditional
 
 __all__ = [
     "CONSTRAINTS", "MAX_NUM", "NUCLEUS_ROUNDS", "STRATEGIES", "DefaultModelMissing",
-    "GeneratedPoem", "GenerationConfig", "GenerationError", "default_model_path", "generate",
-    "load_default_model",
+    "GeneratedPoem", "GenerationConfig", "GenerationError", "default_model_path",
+    "form_outside_training", "generate", "load_default_model",
 ]
 
 _DEFAULT_MODEL_DIR = ("assets", "tang_default")
@@ -141,7 +143,7 @@ def generate(model, vocab, cfg: GenerationConfig, training_corpus=None) -> list[
 
     with torch.inference_mode(), _eval_mode(model):
         decoder = _Decoder(model, vocab, cfg, rows)
-        tokens, logprobs, locked, beam_score = decoder.run(style_ids, generator)
+        tokens, logprobs, locked, beam_score, relative = decoder.run(style_ids, generator)
 
     if cfg.strategy == "beam":
         picks = torch.argsort(beam_score, descending=True)[: cfg.num].tolist()
@@ -157,6 +159,7 @@ def generate(model, vocab, cfg: GenerationConfig, training_corpus=None) -> list[
         chars = [vocab.itos[i] for i in ids]
         model_text = "".join(chars)
         lp = logprobs[r].tolist()
+        rel = [None if math.isnan(x) else math.exp(x) for x in relative[r].tolist()]
         metrics = poem_metrics(model_text, form, index)
         # the model's own (temperature-1, unconstrained) log-probability per character
         metrics["mean_logprob"] = float(sum(lp) / len(lp)) if lp else 0.0
@@ -173,8 +176,30 @@ def generate(model, vocab, cfg: GenerationConfig, training_corpus=None) -> list[
         lines = [text[i : i + W] for i in range(0, len(text), W)]
         poems.append(GeneratedPoem(
             text=text, lines=lines, chars=out_chars, probs=[math.exp(x) for x in lp],
-            logprobs=lp, score=float(sum(lp)), metrics=metrics, notes=notes))
+            logprobs=lp, score=float(sum(lp)), metrics=metrics, notes=notes,
+            relative=rel))
     return poems
+
+
+BUNDLED_CORPUS_FORM = "qilv"  # the bundled corpus ("tang") holds 七言律詩 only
+
+
+def form_outside_training(checkpoint, form: str) -> str | None:
+    """A warning when ``checkpoint`` was trained on the bundled corpus only (七言律詩) and
+    ``form`` is another form; None otherwise, or when the checkpoint does not say."""
+    state = getattr(checkpoint, "trainer_state", None)
+    target = get_form(form)
+    if state is None or state.data_config.corpus != "tang" or target.key == BUNDLED_CORPUS_FORM:
+        return None
+    trained = get_form(BUNDLED_CORPUS_FORM).name
+    if target.line_length != get_form(BUNDLED_CORPUS_FORM).line_length:
+        return (f"This model was trained only on {trained} (lines of 7 characters): a "
+                f"{target.name} is outside its training data. The form is enforced, but it "
+                f"never learned to end a line after {target.line_length} characters, so "
+                f"expect weaker lines.")
+    return (f"This model was trained only on {trained} (8 lines): a {target.name} of "
+            f"{target.num_lines} lines is outside its training data (it is the first half "
+            f"of what the model learned, so its ending is abrupt).")
 
 
 def default_model_path() -> Path:

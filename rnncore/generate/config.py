@@ -196,8 +196,9 @@ def _check_chars(what: str, text: str) -> None:
 class GeneratedPoem:
     """One poem. ``chars`` are all written tokens (marks included) with the model's
     probability (``probs``) and log-probability (``logprobs``) of each; ``score`` is the sum
-    of ``logprobs``. ``text`` is in the requested script; ``metrics`` were computed on the
-    model's own script."""
+    of ``logprobs``; ``relative``: each probability over the best one the rules allowed at
+    that position (None where the character was fixed). ``text`` is in the requested
+    script; ``metrics`` were computed on the model's own script."""
 
     text: str
     lines: list[str]
@@ -207,6 +208,7 @@ class GeneratedPoem:
     score: float
     metrics: dict
     notes: list[str] = field(default_factory=list)
+    relative: list[float | None] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -287,8 +287,9 @@ class _Decoder:
         return ([v.bos_id] + style_ids + [v.eos_id] if style_ids else []) + [start]
 
     def run(self, style_ids: list[int], generator: torch.Generator):
-        """Decode all positions; returns tokens (B, P), logprobs (B, P), locked log-prob (B,)
-        and beam scores (B,) (None unless beam search).
+        """Decode all positions; returns tokens (B, P), logprobs (B, P), locked log-prob (B,),
+        beam scores (B,) (None unless beam search) and relative log-probs (B, P): the
+        chosen token's minus the best allowed one's (``_relative``; NaN where forced).
 
         Sampling and greedy never compute the head where the token is forced (line-end
         marks, fixed characters): the top hidden state is kept and the log-probs of all
@@ -303,6 +304,7 @@ class _Decoder:
         top, state = engine.start(self._prime_ids(style_ids), B)
         tokens: list = [None] * P  # python ids per row
         logprobs: list = [None] * P  # (B, 1) each
+        relative = torch.full((B, P), float("nan"))
         forced_tops, forced_at = [], []
         for pos in range(P):
             line, col = divmod(pos, W + 1)
@@ -322,6 +324,7 @@ class _Decoder:
                     ids = _draw(scores, cfg.top_k, cfg.top_p, uniforms)
                 tok = self._token_tensor(ids)
                 logprobs[pos] = torch.log_softmax(logits, dim=-1).gather(1, tok.view(B, 1))
+                relative[:, pos] = _relative(logits, scores, tok)
             tokens[pos] = ids
             self._record(ids, line, col)
             if col < W:
@@ -337,7 +340,7 @@ class _Decoder:
         tokens = torch.tensor(tokens, dtype=torch.long).T  # (B, P)
         logprobs = torch.cat(logprobs, 1)
         locked = logprobs[:, self.locked_positions].sum(1) if self.locked_positions else None
-        return tokens, logprobs, locked, None
+        return tokens, logprobs, locked, None, relative
 
     def _run_beam(self, style_ids: list[int]):
         cfg, form, engine = self.cfg, self.form, self.engine
@@ -346,6 +349,7 @@ class _Decoder:
         top, state = engine.start(self._prime_ids(style_ids), B)
         tokens = torch.empty(B, P, dtype=torch.long)
         logprobs = torch.empty(B, P)
+        relative = torch.full((B, P), float("nan"))
         beam_score = torch.full((B,), float("-inf"))
         beam_score[0] = 0.0
         for pos in range(P):
@@ -373,6 +377,8 @@ class _Decoder:
                 beam_score = best
                 tokens = tokens.index_select(0, parent)
                 logprobs = logprobs.index_select(0, parent)
+                relative = relative.index_select(0, parent)
+                relative[:, pos] = _relative(logp, scores, tok, parent)
                 logp = logp.index_select(0, parent)
                 state = engine.select(state, parent)
                 self.reorder(parent)
@@ -384,4 +390,14 @@ class _Decoder:
             if pos + 1 < P:
                 top, state = engine.advance(tok, state)
         locked = logprobs[:, self.locked_positions].sum(1) if self.locked_positions else None
-        return tokens, logprobs, locked, beam_score
+        return tokens, logprobs, locked, beam_score, relative
+
+
+def _relative(base: torch.Tensor, scores: torch.Tensor, tok: torch.Tensor,
+              rows: torch.Tensor | None = None) -> torch.Tensor:
+    """(B,) log p(tok) - max log p over the tokens ``scores`` allows, from the model's own
+    ``base`` (logits or log-probs); ``rows``: each token's row (beam search: its parent)."""
+    best = base.masked_fill(~torch.isfinite(scores), float("-inf")).amax(1)
+    if rows is not None:
+        base, best = base.index_select(0, rows), best.index_select(0, rows)
+    return base.gather(1, tok.view(-1, 1))[:, 0] - best

@@ -9,6 +9,7 @@ step limit is set: the larger of the two), the ETA ``budget - elapsed``.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -27,6 +28,17 @@ ACTIVE = ("preparing", "running", "stopping")
 
 class JobError(ValueError):
     """A job request that cannot be served (one-line message)."""
+
+
+STEP_KEYS = ("step", "elapsed_s", "loss", "bpc", "grad_norm", "clipped", "lr", "tokens",
+             "tokens_per_s", "skipped", "event")
+
+
+def step_row(record: dict) -> dict:
+    """A step record (``StepRecord`` as a dict, or a line of ``steps.jsonl``) as the charts
+    read it: the ``STEP_KEYS``, a non-finite number as None."""
+    return {k: None if isinstance(record.get(k), float) and not math.isfinite(record[k])
+            else record.get(k) for k in STEP_KEYS}
 
 
 def form_for_poems(poems) -> str:
@@ -51,6 +63,7 @@ class JobSnapshot:
 
     job_id: str
     status: str                 # preparing | running | stopping | finished | stopped | failed
+                                # (| cli: a run on disk trained with the command line)
     message: str
     run_dir: str
     label: str
@@ -82,6 +95,32 @@ class JobSnapshot:
             if record.get(key) is not None:
                 return record[key]
         return None
+
+    def chars_per_s(self, last: int = 20) -> float | None:
+        """Characters per second over the last ``last`` steps: their characters over their
+        time (steady where single steps jump between fast and slow)."""
+        rows = [r for r in self.steps[-last:] if r.get("tokens") and r.get("tokens_per_s")]
+        seconds = sum(r["tokens"] / r["tokens_per_s"] for r in rows)
+        return sum(r["tokens"] for r in rows) / seconds if seconds > 0 else None
+
+    def status_line(self) -> str:
+        """One line: what the job is doing (with the time left) or how it ended."""
+        if self.status == "preparing":
+            doing = "Preparing data and model"
+        elif self.status in ACTIVE:
+            doing = ("Training" if self.status == "running" else "Stopping") + \
+                f" at step {self.step:,}"
+        else:
+            doing = self.message if self.status != "failed" else "Failed"
+        times = f"{_clock(self.elapsed_s)} of training"
+        if self.active and self.eta_s is not None:
+            times += f", about {_clock(self.eta_s)} left"
+        return f"{doing or self.status.capitalize()} — {self.label} — {times}"
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds or 0))
+    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 @dataclass
@@ -116,12 +155,7 @@ class _Job:
     # ---- trainer callbacks (training thread)
 
     def on_step(self, record) -> None:
-        row = {"step": record.step, "elapsed_s": record.elapsed_s, "loss": record.loss,
-               "bpc": record.bpc if math.isfinite(record.bpc) else None,
-               "grad_norm": record.grad_norm if math.isfinite(record.grad_norm) else None,
-               "clipped": record.clipped, "lr": record.lr, "tokens": record.tokens,
-               "tokens_per_s": record.tokens_per_s, "skipped": record.skipped,
-               "event": record.event}
+        row = step_row(dataclasses.asdict(record))
         with self.lock:
             self.steps.append(row)
             if len(self.steps) > MAX_STEP_RECORDS:  # keep memory bounded on long runs

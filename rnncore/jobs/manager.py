@@ -26,9 +26,10 @@ from typing import Iterator
 import torch
 
 from rnncore import data as D
-from rnncore.checkpoint import latest_checkpoint, read_job_file, read_meta
+from rnncore.checkpoint import TrainerState, latest_checkpoint, read_job_file, read_meta
 from rnncore.jobs.job import ACTIVE, JobError, JobSnapshot, _Job, form_for_poems
-from rnncore.jobs.runs import CheckpointInfo, default_runs_dir, list_runs, new_run_dir
+from rnncore.jobs.runs import (CheckpointInfo, default_runs_dir, list_runs, new_run_dir,
+                               run_snapshot)
 from rnncore.model import ModelConfig
 from rnncore.trainer import TrainConfig, Trainer
 
@@ -55,6 +56,12 @@ def _exit_on_sigterm() -> None:
 
 
 atexit.register(_stop_all_managers)
+
+# how a run ended (``TrainResult.stop_reason``), the start of the job's message
+OUTCOMES = {"stopped": "Stopped by you", "time_budget": "Finished: the time budget ran out",
+            "max_steps": "Finished: the step limit was reached",
+            "early_stopping": "Finished: validation stopped improving",
+            "diverged": "Stopped: the loss diverged"}
 
 
 class JobManager:
@@ -111,7 +118,7 @@ class JobManager:
             live = {j.run_dir.name for j in self._jobs.values() if j.status in ACTIVE}
         return list_runs(self.runs_dir, session_id, live=live)
 
-    list_checkpoints = list_runs  # its former name, kept for the pages
+    list_checkpoints = list_runs  # its former name, kept for importers (tests)
 
     # ---- control
 
@@ -162,10 +169,17 @@ class JobManager:
             return job.job_id
 
     def resume(self, session_id: str, job_id: str | None = None, *,
-               budget_s: float | None = None, corpus: D.Corpus | None = None) -> str:
+               budget_s: float | None = None, corpus: D.Corpus | None = None,
+               run_dir: str | os.PathLike | None = None) -> str:
         """Continue the session's job ``job_id`` (default: newest) from its latest
-        checkpoint, in the same run directory, for another ``budget_s`` seconds."""
-        old = self._job(session_id, job_id) or self._job_on_disk(session_id, job_id)
+        checkpoint, in the same run directory, for another ``budget_s`` seconds; after a
+        server restart, the run ``job_id`` names on disk when this session started it. With
+        ``run_dir``, continue any run on disk instead (another session's, the CLI's) as a
+        new job of this session; not one that a job of this server is training."""
+        if run_dir is not None:
+            old = self._disk_job(run_dir)
+        else:
+            old = self._job(session_id, job_id) or self._job_on_disk(session_id, job_id)
         if old is None:
             raise JobError("no training run of this session to resume")
         if old.status in ACTIVE:
@@ -199,6 +213,30 @@ class JobManager:
             job.elapsed_before = old.elapsed_s
             self._launch(job, lambda: Trainer.resume(ckpt, overrides, corpus=corpus))
             return job.job_id
+
+    def _disk_job(self, run_dir: str | os.PathLike) -> _Job:
+        """A finished job standing for the run saved in ``run_dir`` (configs, history)."""
+        run_dir = Path(run_dir)
+        with self._lock:
+            busy = any(j.status in ACTIVE and j.run_dir.resolve() == run_dir.resolve()
+                       for j in self._jobs.values())
+        if busy:
+            raise JobError(f"{run_dir.name} is training in a session of this server")
+        ckpt = latest_checkpoint(run_dir)
+        if ckpt is None:
+            raise JobError(f"{run_dir.name} has no checkpoint to resume from")
+        meta = read_meta(ckpt)
+        state = TrainerState.from_meta(meta)
+        if state is None or meta.get("train_config") is None:
+            raise JobError(f"{run_dir.name} was not saved by a trainer (cannot resume)")
+        disk = run_snapshot(run_dir)
+        job = _Job(job_id=run_dir.name, session_id="", run_dir=run_dir, label=disk.label,
+                   model_config=ModelConfig.from_dict(meta["model_config"]),
+                   train_config=TrainConfig.from_dict(meta["train_config"]),
+                   data_config=state.data_config, budget_s=None, status="stopped")
+        job.steps, job.evals, job.checkpoints = disk.steps, disk.evals, disk.checkpoints
+        job.step, job.elapsed_s = int(meta.get("step", 0)), state.elapsed_s
+        return job
 
     def stop(self, session_id: str, job_id: str | None = None) -> bool:
         """Ask the job to stop after its current step (it then saves a checkpoint)."""
@@ -250,27 +288,15 @@ class JobManager:
                 self._reserved -= 1
 
     def _job_on_disk(self, session_id: str, run_name: str | None) -> _Job | None:
-        """The session's run ``run_name`` from its job.json, when no job of this process
-        has it (its server stopped or died): something to resume."""
+        """The session's run ``run_name`` (from its job.json) when no job of this process
+        has it: its server stopped or died, and it can be resumed."""
         if not run_name or run_name.startswith(".") or Path(run_name).name != run_name:
             return None
         run_dir = self.runs_dir / run_name.split("+")[0]
         info = read_job_file(run_dir)
-        ckpt = latest_checkpoint(run_dir)
-        if info is None or info.get("session_id") != session_id or ckpt is None:
+        if info is None or info.get("session_id") != session_id:
             return None
-        try:
-            train_config = TrainConfig.from_dict(info["train_config"])
-            return _Job(job_id=run_dir.name, session_id=session_id, run_dir=run_dir,
-                        label=str(info.get("label") or run_dir.name),
-                        model_config=ModelConfig.from_dict(info["model_config"]),
-                        train_config=train_config,
-                        data_config=D.DataConfig.from_dict(info["data_config"]),
-                        budget_s=(train_config.max_minutes or 0) * 60.0 or None,
-                        created=str(info.get("created", "")), status="interrupted",
-                        step=read_meta(ckpt)["step"])
-        except (KeyError, TypeError, ValueError):
-            return None
+        return self._disk_job(run_dir)
 
     def _launch(self, job: _Job, build) -> None:
         if self.torch_threads:
@@ -303,9 +329,9 @@ class JobManager:
             job.run_started = time.perf_counter()
             job.save_job_file()
             result = trainer.run(callbacks=job, stop_event=job.stop_event)
+            outcome = OUTCOMES.get(result.stop_reason, f"Ended ({result.stop_reason})")
             self._finish(job, "stopped" if result.stop_reason == "stopped" else "finished",
-                         f"stopped: {result.stop_reason.replace('_', ' ')} after "
-                         f"{result.steps} steps", result)
+                         f"{outcome} at step {result.steps:,}", result)
         except ValueError as exc:  # user-fixable: bad corpus, bad setting, bad checkpoint
             self._finish(job, "failed", str(exc))
         except Exception as exc:  # keep the server alive; show what happened
