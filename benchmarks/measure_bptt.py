@@ -299,22 +299,6 @@ def gradient_fidelity(model, cell: str, strategies: list[Strategy], x: Tensor, y
     return rows
 
 
-def train_briefly(model, steps: int, batch: int, seq_len: int, vocab_size: int,
-                  lr: float = 3e-3) -> list[float]:
-    """A few full-BPTT updates on fresh corpus batches, so fidelity can also be measured on
-    a model that has learned something; returns the losses."""
-    opt = make_optimizer(model.parameters(), "adam", lr=lr)
-    device = next(model.parameters()).device
-    losses = []
-    for i in range(steps):
-        x, y = corpus_batch(batch, seq_len, vocab_size, offset=(i + 1) * batch * (seq_len + 1))
-        losses.append(sequence_step(model, x.to(device), y.to(device),
-                                    Strategy.full(), optimizer=opt, clip_norm=1.0))
-    return losses
-
-
-# --- convergence ---------------------------------------------------------------------------
-
 def convergence_run(cell: str, strategy: Strategy, *, seconds: float, eval_every_seconds: float,
                     batch: int, seq_len: int, embedding_dim: int, hidden_size: int,
                     device: str, data=None, eval_max_poems: int = 200, seed: int = 0):

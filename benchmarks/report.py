@@ -15,12 +15,13 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from benchmarks.config import BenchConfig
 from benchmarks import measure_step as mstep
+from benchmarks.config import BenchConfig
 from benchmarks.run import FORMAT, _noop, run_benchmark
 # re-exported: callers import these from here (this module once held them all)
 from benchmarks.run import fidelity_strategies, memory_truncation, run_step  # noqa: F401
 from benchmarks.targets import check_targets, linear_slope  # noqa: F401
+from rnncore.commands import json_ready
 
 SECTIONS = ("layers", "bptt_steps", "fidelity", "convergence", "step", "targets")
 
@@ -30,16 +31,6 @@ class BenchmarkResultsError(ValueError):
 
 
 # --- writing -------------------------------------------------------------------------------
-
-def _jsonable(x):
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    return x
-
 
 def _write_csv(path: Path, rows: list[dict], machine: dict) -> None:
     keys: list[str] = []
@@ -210,7 +201,7 @@ def write_report(results: dict, out: str | os.PathLike, png: bool = True) -> Pat
         results["png_note"] = _png_note(problem)
         print(results["png_note"], file=sys.stderr)
     (run_dir / "report.md").write_text(markdown_report(results), encoding="utf-8")
-    (run_dir / "results.json").write_text(json.dumps(_jsonable(results), indent=1),
+    (run_dir / "results.json").write_text(json.dumps(json_ready(results), indent=1),
                                           encoding="utf-8")
     return run_dir
 
@@ -239,7 +230,7 @@ def rebuild_figures(run_dir: str | os.PathLike, png: bool = True, html: bool = F
     files.update({f"{name}_png": f"{name}.png" for name in written})
     raw["files"] = files
     raw["png_export"] = bool(written) or bool(raw.get("png_export"))
-    (run_dir / "results.json").write_text(json.dumps(_jsonable(raw), indent=1),
+    (run_dir / "results.json").write_text(json.dumps(json_ready(raw), indent=1),
                                           encoding="utf-8")
     return {"html": html_written, "png": written,
             "note": _png_note(problem) if problem else None}
@@ -291,6 +282,6 @@ def run_quick_benchmark(out: str | os.PathLike | None = None, device: str = "cpu
     if out is not None:
         run_dir = write_report(results, out, png=False)
         return load_results(run_dir)
-    results = _jsonable(results)
+    results = json_ready(results)
     results["run_dir"] = None
     return results

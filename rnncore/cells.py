@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnncore.kinds import GATES, cell_kind  # noqa: F401  (GATES: re-exported)
+from rnncore.kinds import cell_kind
 
 
 def _recurrent(h: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> Tensor:

@@ -47,7 +47,6 @@ CELL_KINDS = {
 }
 CELLS = tuple(CELL_KINDS)
 GATES = {name: kind.gates for name, kind in CELL_KINDS.items()}
-GATE_NAMES = {name: kind.gate_names for name, kind in CELL_KINDS.items()}
 
 
 def cell_kind(name: str) -> CellKind:

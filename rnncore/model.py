@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from rnncore.configs import DictConfig
 from rnncore.data import Vocab
 from rnncore.heads import HEADS, head_shapes, make_head
-from rnncore.kinds import (CELLS, ENGINES, cell_kind, check_engine,  # noqa: F401 (re-exported)
+from rnncore.kinds import (CELLS, ENGINES, cell_kind, check_engine,  # noqa: F401 (CELLS, ENGINES re-exported)
                            weight_names)
 
 State = Tensor | tuple[Tensor, Tensor]

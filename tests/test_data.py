@@ -1,4 +1,4 @@
-"""Corpus validation, Vocab, split and both batch layouts (rnncore/data.py)."""
+"""Corpus validation, Vocab, split and both batch layouts (rnncore/data/)."""
 from __future__ import annotations
 
 import json
