@@ -206,7 +206,10 @@ def test_every_page_in_a_browser(server, page):
     settings = page.get_by_test_id("stExpander").first
     assert "locked while your run trains" in settings.inner_text()
     assert settings.locator("details").get_attribute("open") is None
-    assert page.get_by_test_id("stPlotlyChart").first.bounding_box()["y"] < 800
+    chart = page.get_by_test_id("stPlotlyChart").first
+    chart.wait_for(state="visible", timeout=30_000)  # a rerun may be redrawing it
+    box = chart.bounding_box()
+    assert box is not None and box["y"] < 800
     _screenshot(page, "2a-train-running")
     main.get_by_role("button", name="Stop", exact=True).click()
     page.get_by_text(re.compile(r"^Stopped by you at step \d+ — ")).wait_for(timeout=60_000)
