@@ -161,6 +161,22 @@ def _no_truncated_metrics(page) -> None:
     assert cut == [], f"metric values cut off: {cut}"
 
 
+def _first_chart_top(page, timeout_s: float = 30) -> float:
+    """Top of the first drawn chart, in page pixels. The live view reruns every second and
+    may be replacing the chart at any moment, so the lookup and the measurement are one
+    script call in the page, retried until a chart with a box is there."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        top = page.evaluate(
+            "() => { for (const e of document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')) {"
+            " const r = e.getBoundingClientRect(); if (r.height > 0) return r.top + window.scrollY; }"
+            " return null; }")
+        if top is not None:
+            return top
+        page.wait_for_timeout(250)
+    raise AssertionError("no chart was drawn")
+
+
 TWO_POEMS = "白日依山盡，黃河入海流。欲窮千里目，更上一層樓。\n床前明月光，疑是地上霜。舉頭望明月，低頭思故鄉。\n"
 
 
@@ -206,10 +222,7 @@ def test_every_page_in_a_browser(server, page):
     settings = page.get_by_test_id("stExpander").first
     assert "locked while your run trains" in settings.inner_text()
     assert settings.locator("details").get_attribute("open") is None
-    chart = page.get_by_test_id("stPlotlyChart").first
-    chart.wait_for(state="visible", timeout=30_000)  # a rerun may be redrawing it
-    box = chart.bounding_box()
-    assert box is not None and box["y"] < 800
+    assert _first_chart_top(page) < 800
     _screenshot(page, "2a-train-running")
     main.get_by_role("button", name="Stop", exact=True).click()
     page.get_by_text(re.compile(r"^Stopped by you at step \d+ — ")).wait_for(timeout=60_000)
