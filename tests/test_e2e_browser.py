@@ -168,9 +168,9 @@ def _first_chart_top(page, timeout_s: float = 30) -> float:
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         top = page.evaluate(
-            "() => { for (const e of document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')) {"
-            " const r = e.getBoundingClientRect(); if (r.height > 0) return r.top + window.scrollY; }"
-            " return null; }")
+            "() => { for (const e of document.querySelectorAll("
+            "'[data-testid=\"stPlotlyChart\"]')) { const r = e.getBoundingClientRect();"
+            " if (r.height > 0) return r.top + window.scrollY; } return null; }")
         if top is not None:
             return top
         page.wait_for_timeout(250)

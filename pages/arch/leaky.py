@@ -23,7 +23,8 @@ def render(number: int) -> None:
         c1, c2, c3, c4 = st.columns(4)
         alphas = c1.multiselect("α values", [0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999],
                                 default=list(TB.ALPHAS), key="arch_alphas")
-        hidden = c2.select_slider("Hidden size", [16, 32, 64, 128], 64, key="arch_leaky_hidden")
+        hidden = c2.select_slider("Hidden size", [16, 32, 64, 128], 64,
+                                  key="arch_leaky_hidden")
         seq_len = c3.slider("Characters", 16, 96, 64, 8, key="arch_leaky_len")
         poem = c4.number_input("Poem number", 0, 7000, 0, key="arch_leaky_poem")
         trained = st.checkbox("Include the bundled trained LSTM (2×256, top layer)", True,
