@@ -54,7 +54,8 @@ def qps_markdown(results: dict) -> str:
                      f"**{t['status']}** | {t['detail']} |")
     lines += ["", f"bpc difference (plain - ours): {s['bpc_gain']:+.3f}; chars/s ratio "
               f"(ours / plain): {s['speed_ratio']:.2f}x", "", "## Per trainer (over the seeds)",
-              "", "| trainer | held-out bpc | bpc range | chars/s | steps |", "|---|---|---|---|---|"]
+              "", "| trainer | held-out bpc | bpc range | chars/s | steps |",
+              "|---|---|---|---|---|"]
     lines += [f"| {r['trainer']} | {r['held-out bpc (mean ± std)']} | "
               f"{r['bpc range over seeds']} | {r['chars/s (mean ± std)']} | {r['steps (mean)']} |"
               for r in qps_table(qps)]

@@ -1,6 +1,6 @@
 """The Benchmarks page's quality-per-second section (AppTest): a report written by
 ``benchmarks/report_qps.py`` shows as a conclusion, a plot of bpc against training time
-(seeds as thin lines) and the numbers."""
+(seeds as thin lines) and the numbers; the Train page's head defaults to "auto" as the CLI's."""
 from __future__ import annotations
 
 import json
@@ -49,3 +49,12 @@ def test_benchmarks_page_shows_quality_per_second(runs_dir, tmp_path, monkeypatc
     table = next(d.value for d in at.dataframe if "trainer" in d.value.columns)
     assert list(table["held-out bpc (mean ± std)"]) == ["6.100 ± 0.100", "6.200 ± 0.100"]
     assert "Targets: 1 of 2 met" in [e.label for e in at.expander]
+
+
+def test_train_page_head_defaults_to_auto(runs_dir):
+    from rnncore.kinds import HEAD_CHOICES
+
+    at = app("pages/train.py")
+    head = at.selectbox(key="train_head")
+    assert head.value == "auto" and list(head.options) == list(HEAD_CHOICES)
+    assert "adaptive from 2,000 characters" in head.help

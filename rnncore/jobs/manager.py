@@ -319,6 +319,7 @@ class JobManager:
             job.sample_form = form_for_poems(trainer.data.train_poems)
             stats = trainer.data.corpus.stats()
             with job.lock:
+                job.model_config = trainer.model_config  # the vocabulary's size, head "auto" chose
                 job.data_stats = {k: stats[k] for k in ("source", "skipped")}
                 job.data_stats.update(
                     poems=len(trainer.data.train) + len(trainer.data.val),
