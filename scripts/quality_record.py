@@ -29,7 +29,7 @@ COMMON = ["--corpus", "tang", "--cell", "lstm", "--hidden-size", "256", "--layer
           "--embedding-dim", "128", "--dropout", "0.1", "--batch-size", "32",
           "--optimizer", "adam", "--lr", "0.003", "--clip", "1.0", "--truncation", "64",
           "--eval-every", "100", "--eval-max-poems", "200", "--checkpoint-every", "100",
-          "--keep-last", "1", "--seed", "0", "--device", "cpu"]
+          "--keep-last", "1", "--seed", "0", "--device", "cpu", "--head", "full"]
 
 
 def command(strategy: str, engine: str, minutes: float, out: Path) -> list[str]:
