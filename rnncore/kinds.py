@@ -22,8 +22,9 @@ HEADS = ("full", "adaptive")
 # "auto" picks by the vocabulary size (``resolve_head``): the choice of the CLI and the app
 HEAD_CHOICES = ("auto", *HEADS)
 # at V = 4,953 (the bundled corpus) the adaptive head made a whole LSTM 2 x 256 step 1.94x
-# faster and learned better at equal time (benchmarks/results/20261127-221024-head, -qps);
-# the head's share of a step, and so the gain, shrinks with V
+# faster (benchmarks/results/20261127-221024-head) and was ahead at equal training time in the
+# longer side-by-side runs (benchmarks/README.md, "Default head"); the head's share of a
+# step, and so the gain, shrinks with V
 AUTO_ADAPTIVE_MIN_VOCAB = 2000
 # what new runs of the CLI and the app's Train page use (``ModelConfig.head`` stays "full":
 # a checkpoint saved before heads existed has a full softmax)
