@@ -219,9 +219,9 @@ _TRAINER_NAMES = {"rnncore": "ours (python -m rnncore train)", "torch.nn": "plai
 
 def qps_figure(runs: list[dict]) -> go.Figure:
     """Held-out bits per character against training seconds, ours against the plain
-    torch.nn loop: each seed's curve as a thin line, and each trainer's final score (all
-    held-out poems) as a marker at the mean training time with the seeds' spread (min to
-    max) as its error bar.
+    torch.nn loop: each seed's curve (scored on a fixed slice of the held-out poems) as a
+    thin line, and each trainer's final score (all held-out poems) as a marker at the mean
+    training time with the seeds' spread (min to max) as its error bar.
 
     ``runs``: ``benchmarks/measure_qps.py`` records with ``trainer``, ``seed``,
     ``train_seconds``, ``final_bpc`` and ``curve`` [{seconds, step, bpc}]."""
@@ -233,14 +233,15 @@ def qps_figure(runs: list[dict]) -> go.Figure:
             fig.add_scatter(x=[p["seconds"] for p in r["curve"]],
                             y=[p["bpc"] for p in r["curve"]], mode="lines",
                             line=dict(width=1, color=color), opacity=0.7, legendgroup=trainer,
-                            name=f"{name}: curves (seed {r['seed']})", showlegend=i == 0,
+                            name=f"{name}: one line per seed", showlegend=i == 0,
                             hovertemplate=f"seed {r['seed']}<br>%{{x:.0f}} s: "
                                           "%{y:.3f} bpc<extra></extra>")
         finals = [r["final_bpc"] for r in mine]
         mean = sum(finals) / len(finals)
+        seeds = f"{len(mine)} seed{'s' if len(mine) != 1 else ''}"
         fig.add_scatter(x=[sum(r["train_seconds"] for r in mine) / len(mine)], y=[mean],
-                        mode="markers", legendgroup=trainer, name=f"{name}: final, mean of "
-                        f"{len(mine)} seed{'s' if len(mine) != 1 else ''}",
+                        mode="markers", legendgroup=trainer,
+                        name=f"{name}: final (all held-out poems), mean and range of {seeds}",
                         marker=dict(size=11, color=color, symbol="diamond"),
                         error_y=dict(type="data", symmetric=False, array=[max(finals) - mean],
                                      arrayminus=[mean - min(finals)], color=color))
