@@ -52,7 +52,8 @@ def figure_names(results: dict) -> list[str]:
             "bptt_time": any(r.get("timed") for r in steps),
             "bptt_memory": any("peak_bytes" in r for r in steps),
             "fidelity": bool(results.get("fidelity")),
-            "convergence": bool(results.get("convergence")), "step": bool(results.get("step"))}
+            "convergence": bool(results.get("convergence")), "step": bool(results.get("step")),
+            "qps": bool(results.get("qps"))}
     return [name for name, present in have.items() if present]
 
 
@@ -74,6 +75,7 @@ def build_figures(results: dict, names: list[str] | None = None) -> dict:
         "fidelity": lambda: plots.gradient_fidelity_figure(results["fidelity"]),
         "convergence": lambda: plots.convergence_figure(results["convergence"]),
         "step": lambda: plots.step_breakdown_figure(results["step"]),
+        "qps": lambda: plots.qps_figure(results["qps"]["runs"]),
     }
     return {name: builders[name]() for name in figure_names(results)
             if names is None or name in names}
@@ -185,12 +187,22 @@ def write_report(results: dict, out: str | os.PathLike, png: bool = True) -> Pat
     """Write ``results`` into a new run directory under ``out``; returns that directory."""
     run_dir = new_run_dir(out, results["machine"]["device"], bool(results["config"].get("quick")))
     run_dir.mkdir(parents=True)
-    figs = build_figures(results)
     files = {"json": "results.json", "markdown": "report.md"}
     for name in SECTIONS:
         if results.get(name):
             _write_csv(run_dir / f"{name}.csv", results[name], results["machine"])
             files[f"{name}_csv"] = f"{name}.csv"
+    write_files(dict(results, files=files), run_dir, markdown_report, png)
+    return run_dir
+
+
+def write_files(results: dict, run_dir: Path, markdown: Callable[[dict], str],
+                png: bool) -> None:
+    """Into ``run_dir``: every figure of ``results`` (HTML, and PNG when ``png`` and the
+    export works), ``report.md`` (``markdown(results)``) and ``results.json`` with
+    ``files``, ``png_export`` and any ``png_note``."""
+    figs = build_figures(results)
+    files = dict(results.get("files") or {})
     for name, fig in figs.items():
         fig.write_html(run_dir / f"{name}.html", include_plotlyjs="cdn")
         files[f"{name}_html"] = f"{name}.html"
@@ -200,10 +212,9 @@ def write_report(results: dict, out: str | os.PathLike, png: bool = True) -> Pat
     if problem:
         results["png_note"] = _png_note(problem)
         print(results["png_note"], file=sys.stderr)
-    (run_dir / "report.md").write_text(markdown_report(results), encoding="utf-8")
+    (run_dir / "report.md").write_text(markdown(results), encoding="utf-8")
     (run_dir / "results.json").write_text(json.dumps(json_ready(results), indent=1),
                                           encoding="utf-8")
-    return run_dir
 
 
 def rebuild_figures(run_dir: str | os.PathLike, png: bool = True, html: bool = False) -> dict:

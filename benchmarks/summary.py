@@ -23,6 +23,7 @@ KINDS = {
     "convergence": ("Validation loss at equal training time", ("convergence",)),
     "layers": ("Our layers against torch.nn (forward + backward)", ("layers", "layers_gflops")),
     "step": ("Where a training step's time goes", ("step",)),
+    "qps": ("Quality per second: our trainer against a plain torch.nn loop", ("qps",)),
 }
 
 
@@ -176,6 +177,20 @@ def _step_conclusion(results: dict, report: str) -> Conclusion | None:
     return Conclusion(text + ".", "step", report)
 
 
+def _qps_conclusion(results: dict, report: str) -> Conclusion | None:
+    qps = results["qps"]
+    s, seeds = qps["summary"], len(qps["config"]["seeds"])
+    per = s["trainers"]
+    ours, plain = per["rnncore"]["final_bpc"]["mean"], per["torch.nn"]["final_bpc"]["mean"]
+    met = sum(t["status"] == "pass" for t in results.get("targets") or [])
+    return Conclusion(
+        f"**Train with `python -m rnncore train` rather than a plain torch.nn loop:** after "
+        f"{qps['config']['seconds']:g} s of training it reaches {ours:.2f} held-out bits per "
+        f"character against {plain:.2f} (mean of {seeds} seed{'s' if seeds != 1 else ''}, "
+        f"{s['bpc_gain']:+.2f}) at {s['speed_ratio']:.2f}x the characters per second "
+        f"(head {qps['default_head']}; {met} of 2 targets met).", "qps", report)
+
+
 def _threads(results: dict) -> str:
     n = results.get("machine", {}).get("torch_threads")
     return f"{n} thread{'s' if n != 1 else ''}" if n else "threads unknown"
@@ -183,7 +198,7 @@ def _threads(results: dict) -> str:
 
 _CONCLUDE = {"bptt_time": _time_conclusion, "bptt_memory": _memory_conclusion,
              "fidelity": _fidelity_conclusion, "convergence": _convergence_conclusion,
-             "layers": _layers_conclusion, "step": _step_conclusion}
+             "layers": _layers_conclusion, "step": _step_conclusion, "qps": _qps_conclusion}
 
 
 def what_to_choose(out: str | os.PathLike,

@@ -75,3 +75,23 @@ def check_targets(results: dict) -> list[dict]:
                                        f"{r['us_per_token']:.2f} vs "
                                        f"{full_t[0]['us_per_token']:.2f} µs/token"))
     return out
+
+
+# quality per second (``measure_qps``): our trainer against the plain torch.nn loop
+QPS_BPC_GAIN = 0.2      # bits per character better, mean over the seeds
+QPS_SPEED_RATIO = 1.5   # times the plain loop's training characters per second
+
+
+def qps_targets(summary: dict) -> list[dict]:
+    """The two targets of a ``measure_qps`` summary (``bpc_gain``, ``speed_ratio``)."""
+    per = summary["trainers"]
+    bpc = {t: per[t]["final_bpc"]["mean"] for t in per}
+    cps = {t: per[t]["chars_per_s"]["mean"] for t in per}
+    return [
+        _target("held-out bpc: plain torch.nn loop - ours (mean of seeds)", summary["bpc_gain"],
+                f">= {QPS_BPC_GAIN}", summary["bpc_gain"] >= QPS_BPC_GAIN,
+                f"{bpc['rnncore']:.3f} vs {bpc['torch.nn']:.3f} bpc"),
+        _target("characters per second: ours / plain torch.nn loop", summary["speed_ratio"],
+                f">= {QPS_SPEED_RATIO}x", summary["speed_ratio"] >= QPS_SPEED_RATIO,
+                f"{cps['rnncore']:,.0f} vs {cps['torch.nn']:,.0f} chars/s"),
+    ]

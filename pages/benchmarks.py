@@ -8,6 +8,7 @@ import streamlit as st
 
 from benchmarks.report import (BenchmarkResultsError, build_figures, list_runs, load_results,
                                run_quick_benchmark)
+from benchmarks.report_qps import qps_table
 from benchmarks.summary import KINDS, reports_by_kind, targets_note, what_to_choose
 from rnncore import plots
 
@@ -15,7 +16,7 @@ RESULTS_DIR = Path(os.environ.get("RNNCORE_BENCH_DIR")
                    or Path(__file__).resolve().parents[1] / "benchmarks" / "results")
 # which targets a chart's section shows (check_targets names them by what they measure)
 TARGET_WORDS = {"layers": ("torch.nn",), "bptt_time": ("time/token",),
-                "bptt_memory": ("memory", "activations")}
+                "bptt_memory": ("memory", "activations"), "qps": ("plain torch.nn loop",)}
 
 st.title("Benchmarks")
 
@@ -108,6 +109,8 @@ else:
             figs["layers"] = plots.layer_benchmark_figure(rows, "ratio_to_native")
         for name, fig in figs.items():
             st.plotly_chart(fig, key=f"committed_{name}")
+        if kind == "qps":
+            st.dataframe(pd.DataFrame(qps_table(results["qps"])), hide_index=True)
         show_targets(results, kind)
 
 st.header("Run a small benchmark on this machine")

@@ -32,9 +32,10 @@ import torch
 from torch import Tensor, nn
 
 from rnncore.data import IGNORE_INDEX
+# the heads' names and the "auto" rule: rnncore.kinds (re-exported here)
+from rnncore.kinds import (AUTO_ADAPTIVE_MIN_VOCAB, DEFAULT_HEAD, HEAD_CHOICES,  # noqa: F401
+                           HEADS, resolve_head)
 from rnncore.losses import cross_entropy_sum
-
-HEADS = ("full", "adaptive")
 
 
 def clamp_cutoffs(cutoffs, vocab_size: int) -> tuple[int, ...]:
@@ -80,10 +81,9 @@ def head_shapes(kind: str, in_features: int, vocab_size: int, cutoffs=(),
     """The shape of every tensor of ``make_head(...)``'s state dict, computed without
     building it (a checkpoint's header is checked against these before any allocation)."""
     H, V = in_features, vocab_size
+    kind = resolve_head(kind, V)
     if kind == "full":
         return {"weight": (V, H), "bias": (V,)}
-    if kind != "adaptive":
-        raise ValueError(f"unknown head {kind!r} (choose {', '.join(HEADS)})")
     cuts = [*clamp_cutoffs(cutoffs, V), V]
     head = cuts[0] + len(cuts) - 1          # the shortlist and one slot per cluster
     shapes = {"head.weight": (head, H), "head.bias": (head,)}
@@ -96,9 +96,7 @@ def head_shapes(kind: str, in_features: int, vocab_size: int, cutoffs=(),
 
 def make_head(kind: str, in_features: int, vocab_size: int, cutoffs=(), div_value: float = 4.0
               ) -> nn.Module:
-    """The head named ``kind`` (one of ``HEADS``)."""
-    if kind == "full":
+    """The head named ``kind`` (one of ``HEAD_CHOICES``; "auto": ``resolve_head``)."""
+    if resolve_head(kind, vocab_size) == "full":
         return FullHead(in_features, vocab_size)
-    if kind == "adaptive":
-        return AdaptiveHead(in_features, vocab_size, cutoffs, div_value)
-    raise ValueError(f"unknown head {kind!r} (choose {', '.join(HEADS)})")
+    return AdaptiveHead(in_features, vocab_size, cutoffs, div_value)

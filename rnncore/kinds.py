@@ -1,4 +1,5 @@
-"""The names rnncore is built from, written once: cell kinds, engines, torch.nn's weight names.
+"""The names rnncore is built from, written once: cell kinds, engines, output heads (and
+which head "auto" picks), torch.nn's weight names.
 
 A layer of kind ``cell`` with hidden size H keeps, per layer l and direction
 (``suffix`` "" forward, "_reverse" backward), torch.nn's parameters::
@@ -16,6 +17,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ENGINES = ("bptt", "autograd", "native")
+# output heads (``rnncore.heads``)
+HEADS = ("full", "adaptive")
+# "auto" picks by the vocabulary size (``resolve_head``): the choice of the CLI and the app
+HEAD_CHOICES = ("auto", *HEADS)
+# at V = 4,953 (the bundled corpus) the adaptive head made a whole LSTM 2 x 256 step 1.94x
+# faster (benchmarks/results/20261127-221024-head) and was ahead at equal training time in the
+# longer side-by-side runs (benchmarks/README.md, "Default head"); the head's share of a
+# step, and so the gain, shrinks with V
+AUTO_ADAPTIVE_MIN_VOCAB = 2000
+# what new runs of the CLI and the app's Train page use (``ModelConfig.head`` stays "full":
+# a checkpoint saved before heads existed has a full softmax)
+DEFAULT_HEAD = "auto"
+
+
+def resolve_head(kind: str, vocab_size: int) -> str:
+    """``"auto"`` -> ``"adaptive"`` when ``vocab_size >= AUTO_ADAPTIVE_MIN_VOCAB`` else
+    ``"full"``; ``"full"``/``"adaptive"`` as they are."""
+    if kind == "auto":
+        return "adaptive" if vocab_size >= AUTO_ADAPTIVE_MIN_VOCAB else "full"
+    if kind not in HEADS:
+        raise ValueError(f"unknown head {kind!r} (choose {', '.join(HEAD_CHOICES)})")
+    return kind
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from rnncore.configs import DictConfig
 from rnncore.data import Vocab
-from rnncore.heads import HEADS, head_shapes, make_head
+from rnncore.heads import HEAD_CHOICES, head_shapes, make_head
 from rnncore.kinds import (CELLS, ENGINES, cell_kind, check_engine,  # noqa: F401 (CELLS, ENGINES re-exported)
                            weight_names)
 
@@ -40,8 +40,10 @@ class ModelConfigError(ValueError):
 @dataclass
 class ModelConfig(DictConfig):
     """Architecture of a ``CharRNN``; ``engine`` only picks how BPTT is computed.
-    ``head`` is "full" or "adaptive" (``rnncore.heads``; ``head_cutoffs`` and
-    ``head_div_value`` only matter for "adaptive"; ``heads.clamp_cutoffs`` fits them to V)."""
+    ``head`` is "full", "adaptive" or "auto" (``rnncore.heads``: adaptive from
+    ``AUTO_ADAPTIVE_MIN_VOCAB`` characters on; the trainer saves the resolved name); the
+    default stays "full", which a checkpoint without the field means. ``head_cutoffs`` and
+    ``head_div_value`` only matter for "adaptive" (``heads.clamp_cutoffs`` fits them to V)."""
 
     config_error = ModelConfigError
 
@@ -71,8 +73,9 @@ class ModelConfig(DictConfig):
                 f"vocab_size must exceed the 4 special tokens, got {self.vocab_size}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ModelConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.head not in HEADS:
-            raise ModelConfigError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        if self.head not in HEAD_CHOICES:
+            raise ModelConfigError(f"head must be one of {', '.join(HEAD_CHOICES)}, "
+                                   f"got {self.head!r}")
         cuts = self.head_cutoffs
         if (not isinstance(cuts, (list, tuple)) or not all(
                 isinstance(c, int) and not isinstance(c, bool) for c in cuts)

@@ -7,8 +7,9 @@ For each strategy, one LSTM 2 x 256 CharRNN with rnncore's "bptt" engine and one
 "native" (torch.nn.LSTM, the same model otherwise) are trained *at the same time* with
 this project's CLI, one torch thread each, so both see the same machine load and the same
 budget. Afterwards each run's best checkpoint (chosen on a 200-poem slice of the held-out
-poems) is evaluated on every held-out poem. The table goes to ``REPORT/quality.json`` and
-``REPORT/quality.md``.
+poems) is evaluated on every held-out poem (``benchmarks/side_by_side.py``: the launch and
+the evaluator shared with ``benchmarks/measure_qps.py``). The table goes to
+``REPORT/quality.json`` and ``REPORT/quality.md``.
 """
 from __future__ import annotations
 
@@ -16,41 +17,25 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import side_by_side as sbs  # noqa: E402
 
 ENGINES = ("bptt", "native")
 COMMON = ["--corpus", "tang", "--cell", "lstm", "--hidden-size", "256", "--layers", "2",
           "--embedding-dim", "128", "--dropout", "0.1", "--batch-size", "32",
           "--optimizer", "adam", "--lr", "0.003", "--clip", "1.0", "--truncation", "64",
           "--eval-every", "100", "--eval-max-poems", "200", "--checkpoint-every", "100",
-          "--keep-last", "1", "--seed", "0", "--device", "cpu", "--json", "--no-progress"]
+          "--keep-last", "1", "--seed", "0", "--device", "cpu", "--head", "full"]
 
 
 def command(strategy: str, engine: str, minutes: float, out: Path) -> list[str]:
-    return [sys.executable, "-m", "rnncore", "train", *COMMON, "--strategy", strategy,
-            "--engine", engine, "--max-minutes", str(minutes), "--max-steps", "1000000",
-            "--out", str(out)]
-
-
-def final_eval(run_dir: Path) -> dict:
-    """Best checkpoint of ``run_dir`` on every held-out poem."""
-    import torch
-
-    from rnncore.checkpoint import best_checkpoint, load_checkpoint
-    from rnncore.data import DataConfig, prepare_data
-    from rnncore.trainer import evaluate_model
-
-    torch.set_num_threads(1)
-    src = best_checkpoint(run_dir)
-    ck = load_checkpoint(src, load_optimizer=False)
-    state = ck.trainer_state
-    data = prepare_data(state.data_config if state is not None else DataConfig())
-    val = evaluate_model(ck.model, data.val)
-    return {"checkpoint": str(src), "step": ck.meta.get("step"), "val_poems": len(data.val),
-            **{k: val[k] for k in ("bpc", "loss", "perplexity")}}
+    return sbs.rnncore_train(*COMMON, "--strategy", strategy, "--engine", engine,
+                             "--max-minutes", str(minutes), "--max-steps", "1000000",
+                             "--out", str(out))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,31 +49,25 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     report = Path(args.report or f"benchmarks/results/{stamp}-quality")
     out = Path(args.out)
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     rows = []
     for strategy in args.strategies.split(","):
-        procs = {}
+        launched = []
         for engine in ENGINES:
             run_dir = out / f"{strategy}-{engine}"
             if run_dir.exists():
                 raise SystemExit(f"error: {run_dir} exists; remove it or pick another --out")
-            out.mkdir(parents=True, exist_ok=True)
-            log = open(out / f"{strategy}-{engine}.log", "w")
-            procs[engine] = (subprocess.Popen(command(strategy, engine, args.minutes, run_dir),
-                                              stdout=subprocess.PIPE, stderr=log, env=env,
-                                              text=True), run_dir, log)
-        for engine, (proc, run_dir, log) in procs.items():
-            stdout, _ = proc.communicate()
-            log.close()
-            if proc.returncode != 0:
-                raise SystemExit(f"error: {strategy}/{engine} failed (rc {proc.returncode}); "
-                                 f"see {out}/{strategy}-{engine}.log")
-            summary = json.loads(stdout.strip().splitlines()[-1])
+            launched.append(sbs.start(engine, command(strategy, engine, args.minutes, run_dir),
+                                      out / f"{strategy}-{engine}.log"))
+        try:
+            summaries = sbs.finish(launched)
+        except sbs.SideBySideError as exc:
+            raise SystemExit(f"error: {strategy}: {exc}") from None
+        for engine, summary in summaries.items():
             row = {"strategy": strategy, "engine": engine,
                    "layer": "rnncore.LSTM (bptt)" if engine == "bptt" else "torch.nn.LSTM",
                    "steps": summary["steps"], "elapsed_s": summary["elapsed_s"],
                    "chars_per_s": summary["chars_per_s"], "stop_reason": summary["stop_reason"],
-                   "final": final_eval(run_dir)}
+                   "final": sbs.score_checkpoint(out / f"{strategy}-{engine}", "best")}
             rows.append(row)
             print(json.dumps(row), flush=True)
     import torch

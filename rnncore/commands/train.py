@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import sys
-import time
 from pathlib import Path
 
 from rnncore.commands import print_json
+from rnncore.kinds import AUTO_ADAPTIVE_MIN_VOCAB, DEFAULT_HEAD
 
 # flag -> (config, field); None defaults mean "the dataclass default"
 DATA_FLAGS = {"corpus": "corpus", "simplified": "simplified", "max_poems": "max_poems",
@@ -63,8 +63,10 @@ def register(subparsers) -> None:
     m.add_argument("--engine", default=None, help="bptt (hand-derived backward) | autograd | "
                    "native (torch's kernels) (default: bptt)")
     m.add_argument("--head", default=None,
-                   help="full | adaptive: the adaptive softmax trains 2-3x faster per step at "
-                        "a 5-8k character vocabulary, exact at evaluation (default: full)")
+                   help="auto | full | adaptive: the adaptive softmax trains 2-3x faster per "
+                        "step at a 5-8k character vocabulary, exact at evaluation; auto = "
+                        f"adaptive from {AUTO_ADAPTIVE_MIN_VOCAB:,} characters on "
+                        f"(default: {DEFAULT_HEAD})")
     t = p.add_argument_group("training")
     t.add_argument("--strategy", default=None,
                    help="full | truncated | randomized (default: truncated)")
@@ -92,7 +94,8 @@ def register(subparsers) -> None:
                    help="stop after this many updates (default: 1000; no cap when only "
                         "--max-minutes is given)")
     t.add_argument("--max-minutes", type=float, default=None,
-                   help="wall-clock budget (default: none)")
+                   help="training-time budget; evaluation and checkpoints are not counted "
+                        "(default: none)")
     t.add_argument("--eval-every", type=int, default=None,
                    help="updates between validations, 0 = only at the end (default: 200)")
     t.add_argument("--eval-max-poems", type=int, default=None,
@@ -134,10 +137,12 @@ def _check_out_dir(out: Path) -> None:
 
 
 class _Progress:
-    """tqdm bar on stderr with rate and ETA: over steps, or over the wall-clock budget when
-    ``--max-minutes`` is set (then the step count goes into the postfix)."""
+    """tqdm bar on stderr with rate and ETA: over steps, or over the training-time budget
+    when ``--max-minutes`` is set (then the step count goes into the postfix; evaluation
+    time is not training time: the records' ``elapsed_s`` leave it out)."""
 
-    def __init__(self, max_steps: int | None, max_minutes: float | None, initial: int) -> None:
+    def __init__(self, max_steps: int | None, max_minutes: float | None, initial: int,
+                 elapsed_before: float = 0.0) -> None:
         from tqdm import tqdm
 
         self._tqdm = tqdm
@@ -148,11 +153,11 @@ class _Progress:
                         dynamic_ncols=True, smoothing=0.1,
                         bar_format=None if not self.by_time else
                         "{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]")
-        self._start = time.perf_counter()  # the budget counts from (about) now
+        self._before = elapsed_before  # training time of the resumed run
 
     def on_step(self, rec) -> None:
         if self.by_time:
-            done = min(time.perf_counter() - self._start, self.bar.total)
+            done = min(rec.elapsed_s - self._before, self.bar.total)
             self.bar.update(done - self.bar.n)
         else:
             self.bar.update(1)
@@ -210,7 +215,7 @@ def run(args) -> int:
         if data_cfg.corpus not in ("tang", *SOURCE_NAMES) and Path(data_cfg.corpus).exists():
             # saved absolute in the checkpoint, so the run resumes from any directory
             data_cfg.corpus = str(Path(data_cfg.corpus).resolve())
-        model_fields = _given(args, MODEL_FLAGS)
+        model_fields = {"head": DEFAULT_HEAD, **_given(args, MODEL_FLAGS)}
         ModelConfig(**{**model_fields, "vocab_size": 5})  # validate flags before loading data
         out = Path(args.out) if args.out else Path(
             "runs", _dt.datetime.now().strftime("train-%Y%m%d-%H%M%S"))
@@ -250,7 +255,8 @@ def _train(args, ctx, trainer, out: Path) -> int:
         if args.no_progress:
             callbacks.append(_Quiet())
         else:
-            progress = _Progress(trainer.cfg.max_steps, trainer.cfg.max_minutes, trainer.step)
+            progress = _Progress(trainer.cfg.max_steps, trainer.cfg.max_minutes, trainer.step,
+                                 trainer.state.elapsed_s)
             callbacks.append(progress)
         if not args.json:
             m = trainer.model

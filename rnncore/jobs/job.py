@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,7 +144,6 @@ class _Job:
     step: int = 0
     elapsed_s: float = 0.0
     elapsed_before: float = 0.0   # training time of earlier runs (resume)
-    run_started: float | None = None
     created: str = ""
     thread: threading.Thread | None = None
     trainer: Trainer | None = None
@@ -216,8 +214,8 @@ class _Job:
             samples, checkpoints = list(self.samples), list(self.checkpoints)
             status, message, step = self.status, self.message, self.step
             elapsed = self.elapsed_s
-        if status in ACTIVE and self.run_started is not None:
-            elapsed = self.elapsed_before + (time.perf_counter() - self.run_started)
+        if status in ACTIVE:  # training time, as the budget counts it (no evaluations)
+            elapsed = steps[-1]["elapsed_s"] if steps else self.elapsed_before
         run_elapsed = elapsed - self.elapsed_before
         progress, eta = 0.0, None
         if self.budget_s:

@@ -17,7 +17,6 @@ import os
 import signal
 import sys
 import threading
-import time
 import uuid
 import weakref
 from pathlib import Path
@@ -304,7 +303,6 @@ class JobManager:
         with self._lock:
             self._jobs[job.job_id] = job
             self._order.setdefault(job.session_id, []).append(job.job_id)
-        job.run_started = time.perf_counter()
         job.thread = threading.Thread(target=self._run, args=(job, build), daemon=True,
                                       name=f"rnncore-job-{job.job_id}")
         job.thread.start()
@@ -319,6 +317,7 @@ class JobManager:
             job.sample_form = form_for_poems(trainer.data.train_poems)
             stats = trainer.data.corpus.stats()
             with job.lock:
+                job.model_config = trainer.model_config  # the vocabulary's size, head "auto" chose
                 job.data_stats = {k: stats[k] for k in ("source", "skipped")}
                 job.data_stats.update(
                     poems=len(trainer.data.train) + len(trainer.data.val),
@@ -326,7 +325,6 @@ class JobManager:
                     vocab_size=len(trainer.vocab))
                 if job.status == "preparing":
                     job.status = "running"
-            job.run_started = time.perf_counter()
             job.save_job_file()
             result = trainer.run(callbacks=job, stop_event=job.stop_event)
             outcome = OUTCOMES.get(result.stop_reason, f"Ended ({result.stop_reason})")

@@ -10,7 +10,7 @@ colours, log axes).
 from rnncore.plots._base import CELL_COLORS, TEMPLATE
 from rnncore.plots.bench import (ENGINE_COLORS, STEP_PART_COLORS, bptt_memory_figure,
                                  bptt_time_figure, convergence_figure,
-                                 gradient_fidelity_figure, layer_benchmark_figure,
+                                 gradient_fidelity_figure, layer_benchmark_figure, qps_figure,
                                  step_breakdown_figure)
 from rnncore.plots.gradflow import (activation_heatmap_figure, gate_stats_figure,
                                     grad_norm_heatmap_figure, jacobian_lag_figure,
@@ -23,7 +23,7 @@ __all__ = [
     "CELL_COLORS", "ENGINE_COLORS", "STEP_PART_COLORS", "TEMPLATE", "activation_heatmap_figure",
     "bptt_memory_figure", "bptt_time_figure", "convergence_figure", "gate_stats_figure",
     "grad_norm_figure", "grad_norm_heatmap_figure", "gradient_fidelity_figure",
-    "jacobian_lag_figure", "layer_benchmark_figure", "step_breakdown_figure",
+    "jacobian_lag_figure", "layer_benchmark_figure", "qps_figure", "step_breakdown_figure",
     "throughput_figure", "training_loss_figure", "truncation_bias_figure",
     "EXPOSURE_COLORS", "EXPOSURE_NAMES", "exposure_figure", "leaky_lag_figure",
     "retention_figure", "tree_chain_figure",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from rnncore.plots._base import CELL_COLORS, _layout, log_decades, log_ticks
+from rnncore.plots._base import CELL_COLORS, LEGEND_INSIDE, _layout, log_decades, log_ticks
 
 # Rows are the records written by ``benchmarks/report.py`` (lists of dicts, one per
 # measurement); the builders only group and draw them.
@@ -211,3 +211,40 @@ def step_breakdown_figure(rows: list[dict]) -> go.Figure:
     return _layout(fig, "One training step: time per part", "recurrent layer",
                    "median time (ms)", barmode="relative",
                    uniformtext=dict(minsize=10, mode="hide"))
+
+
+TRAINER_COLORS = {"rnncore": "#1f77b4", "torch.nn": "#7f7f7f"}
+_TRAINER_NAMES = {"rnncore": "ours (python -m rnncore train)", "torch.nn": "plain torch.nn loop"}
+
+
+def qps_figure(runs: list[dict]) -> go.Figure:
+    """Held-out bits per character against training seconds, ours against the plain
+    torch.nn loop: each seed's curve (scored on a fixed slice of the held-out poems) as a
+    thin line, and each trainer's final score (all held-out poems) as a marker at the mean
+    training time with the seeds' spread (min to max) as its error bar.
+
+    ``runs``: ``benchmarks/measure_qps.py`` records with ``trainer``, ``seed``,
+    ``train_seconds``, ``final_bpc`` and ``curve`` [{seconds, step, bpc}]."""
+    fig = go.Figure()
+    for trainer in dict.fromkeys(r["trainer"] for r in runs):
+        mine = [r for r in runs if r["trainer"] == trainer]
+        color, name = TRAINER_COLORS.get(trainer), _TRAINER_NAMES.get(trainer, trainer)
+        for i, r in enumerate(mine):
+            fig.add_scatter(x=[p["seconds"] for p in r["curve"]],
+                            y=[p["bpc"] for p in r["curve"]], mode="lines",
+                            line=dict(width=1, color=color), opacity=0.7, legendgroup=trainer,
+                            name=f"{name}: one line per seed", showlegend=i == 0,
+                            hovertemplate=f"seed {r['seed']}<br>%{{x:.0f}} s: "
+                                          "%{y:.3f} bpc<extra></extra>")
+        finals = [r["final_bpc"] for r in mine]
+        mean = sum(finals) / len(finals)
+        seeds = f"{len(mine)} seed{'s' if len(mine) != 1 else ''}"
+        fig.add_scatter(x=[sum(r["train_seconds"] for r in mine) / len(mine)], y=[mean],
+                        mode="markers", legendgroup=trainer,
+                        name=f"{name}: final (all held-out poems), mean and range of {seeds}",
+                        marker=dict(size=11, color=color, symbol="diamond"),
+                        error_y=dict(type="data", symmetric=False, array=[max(finals) - mean],
+                                     arrayminus=[mean - min(finals)], color=color))
+    return _layout(fig, "Quality per second: held-out bpc at equal training time",
+                   "training time (s)", "held-out bits per character",
+                   legend=LEGEND_INSIDE)

@@ -49,7 +49,7 @@ class TrainConfig(DictConfig):
     min_lr_ratio: float = 0.0           # "cosine": floor as a fraction of lr
     clip_norm: float = 1.0              # global L2 norm; 0 = off
     max_steps: int | None = 1000
-    max_minutes: float | None = None
+    max_minutes: float | None = None    # training time: evaluations and checkpoints not counted
     eval_every: int = 200               # 0 = only at the end
     eval_batch_size: int = 64
     eval_max_poems: int | None = None

@@ -12,6 +12,9 @@ optimizer come back from the in-memory snapshot (last checkpoint, or every
 Data parallel (``rnncore.distributed``): one process per rank on its own shard; DDP wraps
 one whole window's forward (``_WindowModule``: the step-by-step randomized forward is still
 one DDP forward per backward) and averages the gradients; rank 0 saves and reports.
+
+Time: ``max_minutes``, ``elapsed_s`` and the characters per second count training only;
+evaluations and checkpoints run outside the clock (``_untimed``).
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from torch import nn
 from rnncore import data as D
 from rnncore.checkpoint import (CheckpointError, CheckpointManager, RunLock, StepLog,
                                 TrainerState, capture_rng_state, load_checkpoint)
+from rnncore.kinds import resolve_head
 from rnncore.model import CharRNN, ModelConfig
 from rnncore.trainer.config import TrainConfig, TrainConfigError, lr_factor, resolve_device
 from rnncore.trainer.evaluate import LN2, evaluate_model, metrics_from_sums
@@ -62,7 +66,8 @@ class Trainer:
 
     ``Trainer(model_config, train_config, data_config)`` loads and splits the corpus
     (``data.prepare_data``); pass ``data=PreparedData`` or ``corpus=Corpus`` to reuse one.
-    ``model_config.vocab_size`` is replaced by the corpus vocabulary's size. ``run()``
+    ``model_config.vocab_size`` is replaced by the corpus vocabulary's size and a head of
+    "auto" by the head it picks for that size (``heads.resolve_head``). ``run()``
     trains until ``max_steps`` / ``max_minutes`` / early stopping / ``stop_event`` and
     returns a ``TrainResult``; it may be called again to continue (e.g. with a larger
     ``train_config.max_steps``).
@@ -94,8 +99,10 @@ class Trainer:
             world_size=self.dist.world_size)
         self.data = data if data is not None else D.prepare_data(self.state.data_config, corpus)
         self.vocab = self.data.vocab
-        if model_config.vocab_size != len(self.vocab):
-            model_config = dataclasses.replace(model_config, vocab_size=len(self.vocab))
+        head = resolve_head(model_config.head, len(self.vocab))  # "auto" saved as chosen
+        if (model_config.vocab_size, model_config.head) != (len(self.vocab), head):
+            model_config = dataclasses.replace(model_config, vocab_size=len(self.vocab),
+                                               head=head)
         self.model_config = model_config
         self.train_poems = shard(self.data.train, self.dist)
         if not self.train_poems:
@@ -134,7 +141,7 @@ class Trainer:
         self._last_checkpoint_step = -1
         self._last_eval: EvalRecord | None = None
         self._take_snapshot()
-        self._run_start = self._clock = self._saved_at = time.perf_counter()
+        self._clock = self._saved_at = time.perf_counter()
         self._run_elapsed = 0.0
 
     @property
@@ -143,11 +150,25 @@ class Trainer:
         return self.state.elapsed_s - self._run_elapsed
 
     def _tick(self) -> None:
-        """Add the wall-clock time since the last tick to ``state.elapsed_s``."""
+        """Add the wall-clock time since the last tick to ``state.elapsed_s`` and to this
+        run's training time."""
         now = time.perf_counter()
         self.state.elapsed_s += now - self._clock
+        self._run_elapsed += now - self._clock
         self._clock = now
-        self._run_elapsed = now - self._run_start
+
+    def _untimed(self, fn):
+        """``fn()`` outside the training time: evaluation and checkpoints are not training,
+        so they neither count towards ``max_minutes`` nor lower the characters per second."""
+        self._tick()
+        try:
+            return fn()
+        finally:
+            self._clock = time.perf_counter()
+
+    def training_seconds(self) -> float:
+        """This ``run`` call's training time so far (evaluation and checkpoints left out)."""
+        return self._run_elapsed + (time.perf_counter() - self._clock)
 
     def data_position(self) -> dict:
         return self.feed.position(self.state.epoch)
@@ -314,8 +335,7 @@ class Trainer:
         flags = self._any_rank(
             cfg.max_steps is not None and self.step >= cfg.max_steps,
             stop_event is not None and stop_event.is_set(),
-            cfg.max_minutes is not None
-            and time.perf_counter() - self._run_start >= cfg.max_minutes * 60.0)
+            cfg.max_minutes is not None and self.training_seconds() >= cfg.max_minutes * 60.0)
         for flag, reason in zip(flags, ("max_steps", "stopped", "time_budget")):
             if flag:
                 return reason
@@ -363,7 +383,7 @@ class Trainer:
         if cfg.out_dir and self.dist.is_main:
             listeners.add({"on_step": StepLog(cfg.out_dir, self.step).write})
 
-        def evaluate() -> None:
+        def evaluate() -> None:  # the listeners' work (an app job samples a poem) too
             evals.append(self.evaluate())
             listeners.emit("on_eval", evals[-1])
 
@@ -372,7 +392,7 @@ class Trainer:
             if path:
                 listeners.emit("on_checkpoint", path)
 
-        self._run_start = self._clock = self._saved_at = time.perf_counter()
+        self._clock = self._saved_at = time.perf_counter()
         self._run_elapsed = 0.0
         history: list[StepRecord] = []
         evals: list[EvalRecord] = []
@@ -388,15 +408,15 @@ class Trainer:
                 reason = "diverged"
                 break
             if self.has_val and cfg.eval_every and self.step % cfg.eval_every == 0:
-                evaluate()
+                self._untimed(evaluate)
                 if cfg.patience and self.state.bad_evals >= cfg.patience:
                     reason = "early_stopping"
             if self._checkpoint_due():
-                checkpoint()
+                self._untimed(checkpoint)
         if self.has_val and (self._last_eval is None or self._last_eval.step != self.step):
-            evaluate()
+            self._untimed(evaluate)
         if cfg.out_dir and self._last_checkpoint_step != self.step:
-            checkpoint()
+            self._untimed(checkpoint)
         self._tick()
         from rnncore.distributed import max_replica_difference
 

@@ -48,7 +48,8 @@ class EvalRecord:
 
 @dataclass
 class TrainResult:
-    """One ``Trainer.run`` call. ``elapsed_s``/``tokens_per_s`` cover this call only;
+    """One ``Trainer.run`` call. ``elapsed_s``/``tokens_per_s`` cover this call's training
+    time only (evaluations and checkpoints are not training: ``Trainer._untimed``);
     ``train_loss`` is the token-weighted mean loss of its last 50 non-skipped steps;
     ``stop_reason``: max_steps, stopped, time_budget, early_stopping or diverged."""
 
@@ -99,6 +100,9 @@ class TrainResult:
             "checkpoint": self.checkpoint,
             "world_size": self.world_size,
             "replica_max_diff": self.replica_max_diff,
+            "evals": [{"step": e.step, "elapsed_s": round(e.elapsed_s, 3),
+                       "val_bpc": num(e.val_bpc), "val_loss": num(e.val_loss),
+                       "characters": e.characters} for e in self.evals],
         }
 
 
