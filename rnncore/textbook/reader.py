@@ -232,7 +232,7 @@ def predict(model: nn.Module, tokens: torch.Tensor, lengths: torch.Tensor,
 
 
 def train_reader(model: nn.Module, train: tuple, test: tuple, cfg: ReaderConfig,
-                 seed: int) -> tuple[list[float], torch.Tensor]:
+                 seed: int, progress=None) -> tuple[list[float], torch.Tensor]:
     """Adam on the mean cross-entropy; -> (held-out accuracy after each epoch, the final
     held-out predictions). ``train``/``test``: (tokens, lengths, labels)."""
     gen = torch.Generator().manual_seed(seed)
@@ -255,6 +255,8 @@ def train_reader(model: nn.Module, train: tuple, test: tuple, cfg: ReaderConfig,
             opt.step()
         pred = predict(model, *test[:2])
         curve.append(float((pred == test[2]).double().mean()))
+        if progress:
+            progress(f"{type(model).__name__} epoch {len(curve)}: held-out {curve[-1]:.3f}")
     return curve, pred
 
 
@@ -332,8 +334,9 @@ class ReaderResult:
         return text
 
 
-def measure_readers(cfg: ReaderConfig | None = None) -> ReaderResult:
-    """Build the task's examples, train the three readers, score them held out."""
+def measure_readers(cfg: ReaderConfig | None = None, progress=None) -> ReaderResult:
+    """Build the task's examples, train the three readers, score them held out.
+    ``progress``: None or a callable taking one line of text per epoch."""
     from rnncore.data import split_poems
 
     cfg = cfg or ReaderConfig()
@@ -352,7 +355,8 @@ def measure_readers(cfg: ReaderConfig | None = None) -> ReaderResult:
         torch.manual_seed(cfg.seed + k)
         model = make_reader(kind, len(vocab), len(ex.classes), cfg)
         start = time.perf_counter()
-        acc[kind], preds[kind] = train_reader(model, parts[0], parts[1], cfg, cfg.seed + k)
+        acc[kind], preds[kind] = train_reader(model, parts[0], parts[1], cfg, cfg.seed + k,
+                                                  progress)
         secs[kind] = time.perf_counter() - start
         params[kind] = sum(p.numel() for p in model.parameters())
     right = {r: preds[r] == parts[1][2] for r in READERS}
@@ -394,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = measure_readers(ReaderConfig(
             task=args.task, epochs=args.epochs, hidden_size=args.hidden_size,
-            max_poems=args.max_poems, max_per_form=args.max_per_form, seed=args.seed))
+            max_poems=args.max_poems, max_per_form=args.max_per_form, seed=args.seed),
+            progress=lambda line: print(line, file=sys.stderr, flush=True))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

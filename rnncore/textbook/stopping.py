@@ -179,7 +179,7 @@ def _batches(seqs: list[list[int]], batch_size: int, rng: random.Random) -> list
 
 
 def train_stop_lm(model: StopLM, seqs: list[list[int]], lines: list[int],
-                  cfg: StoppingConfig, eos_id: int) -> list[dict[str, float]]:
+                  cfg: StoppingConfig, eos_id: int, progress=None) -> list[dict[str, float]]:
     """Adam over ``cfg.epochs`` epochs of whole-poem batches; -> mean loss terms per epoch."""
     rng = random.Random(cfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -199,6 +199,9 @@ def train_stop_lm(model: StopLM, seqs: list[list[int]], lines: list[int],
             opt.step()
             sums.update({k: v.item() for k, v in terms.items()})
         history.append({k: v / len(batches) for k, v in sums.items()})
+        if progress:
+            progress(f"epoch {len(history)}: " + ", ".join(f"{k} {v:.3f}" for k, v in
+                                                          history[-1].items()))
     return history
 
 
@@ -335,8 +338,9 @@ class StoppingResult:
         return text.strip()
 
 
-def measure_stopping(cfg: StoppingConfig | None = None) -> StoppingResult:
-    """Train one StopLM on the free-length poems, sample with each decoder, count lines."""
+def measure_stopping(cfg: StoppingConfig | None = None, progress=None) -> StoppingResult:
+    """Train one StopLM on the free-length poems, sample with each decoder, count lines.
+    ``progress``: None or a callable taking one line of text per epoch."""
     from rnncore.data import split_poems
 
     cfg = cfg or StoppingConfig()
@@ -346,7 +350,8 @@ def measure_stopping(cfg: StoppingConfig | None = None) -> StoppingResult:
     vocab = Vocab.build(p.text for p in train)
     seqs = [vocab.encode_poem(p.text) for p in train]
     model = StopLM(len(vocab), cfg)
-    history = train_stop_lm(model, seqs, [len(p.lines) for p in train], cfg, vocab.eos_id)
+    history = train_stop_lm(model, seqs, [len(p.lines) for p in train], cfg, vocab.eos_id,
+                            progress)
     max_tokens = int(1.5 * max(len(s) for s in seqs))
     gen = torch.Generator().manual_seed(cfg.seed)
     lines = {"held-out": [len(p.lines) for p in test]}
@@ -392,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = measure_stopping(StoppingConfig(
             corpus=args.corpus, epochs=args.epochs, hidden_size=args.hidden_size,
-            max_poems=args.max_poems, samples=args.samples, seed=args.seed))
+            max_poems=args.max_poems, samples=args.samples, seed=args.seed),
+            progress=lambda line: print(line, file=sys.stderr, flush=True))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
