@@ -50,6 +50,6 @@ def render(number: int) -> None:
                     st.error(str(exc))
     live = st.session_state.get("arch_reader_live")
     if live is not None:
-        st.plotly_chart(plots.reader_accuracy_figure({"this run": live.to_dict()},
-                                                     TITLES[live.task]), key="arch_reader_live")
+        figure = plots.reader_accuracy_figure({"this run": live.to_dict()}, TITLES[live.task])
+        st.plotly_chart(figure, key="arch_reader_live")
         st.markdown("**This run.** " + live.describe())

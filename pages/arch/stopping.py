@@ -41,7 +41,7 @@ def render(number: int) -> None:
                 try:
                     st.session_state["arch_stop_live"] = TB.measure_stopping(
                         TB.StoppingConfig(max_poems=int(poems), samples=int(samples),
-                                          seed=int(seed), epochs=2, hidden_size=48,
+                                          seed=int(seed), epochs=2, hidden_size=48, min_freq=2,
                                           embedding_dim=32))
                 except ValueError as exc:
                     st.error(str(exc))

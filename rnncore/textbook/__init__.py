@@ -6,9 +6,9 @@
     measure_exposure, load_result, ExposureConfig, ExposureResult
                               teacher forcing vs free running                   (exposure)
     measure_readers, load_reader_result, ReaderConfig, ReaderResult
-                              sequence to one: bidirectional vs forward vs bag  (textbook.reader)
+                              sequence to one: bidirectional, forward, bag      (textbook.reader)
     measure_stopping, load_stopping_result, StoppingConfig, StoppingResult
-                              <eos> vs stop unit vs predicted length            (textbook.stopping)
+                              <eos>, stop unit, predicted length               (textbook.stopping)
 
 Loaded lazily (``rnncore.textbook.leaky`` needs torch only; the probes need pandas).
 """

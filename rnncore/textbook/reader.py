@@ -38,8 +38,6 @@ vocabulary is built on the training part only. Recompute the shipped results:
 from __future__ import annotations
 
 import argparse
-import importlib.resources
-import json
 import math
 import random
 import sys
@@ -55,6 +53,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from rnncore.configs import DictConfig
 from rnncore.data import Vocab
+from rnncore.textbook.results import progress, read_result, result_path, run_and_write
 
 TASKS = ("rhyme", "dynasty")
 READERS = ("bag", "forward", "bidirectional")
@@ -367,20 +366,13 @@ def measure_readers(cfg: ReaderConfig | None = None, progress=None) -> ReaderRes
                         extra={"torch": torch.__version__, "vocab": len(vocab)})
 
 
-def result_path(task: str) -> Path:
-    return Path(str(importlib.resources.files("rnncore").joinpath(
-        "assets", "results", RESULT_FILES[task])))
-
-
-def load_reader_result(task: str = "rhyme", path: str | Path | None = None) -> ReaderResult:
+def load_reader_result(task: str = "rhyme",
+                       path: str | Path | None = None) -> ReaderResult:
     """The shipped result of ``task`` (or one at ``path``); ``ReaderError`` if unreadable."""
     if task not in TASKS:
         raise ReaderError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
-    path = Path(path) if path is not None else result_path(task)
-    try:
-        return ReaderResult.from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError) as exc:
-        raise ReaderError(f"cannot read the reader result {path}: {exc}") from None
+    return read_result(ReaderResult, path or result_path(RESULT_FILES[task]), ReaderError,
+                       "reader")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -395,25 +387,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="write the JSON here (default: stdout)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    try:
-        result = measure_readers(ReaderConfig(
-            task=args.task, epochs=args.epochs, hidden_size=args.hidden_size,
-            max_poems=args.max_poems, max_per_form=args.max_per_form, seed=args.seed),
-            progress=lambda line: print(line, file=sys.stderr, flush=True))
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    result.command = "python -m rnncore.textbook.reader " + " ".join(
-        argv if argv is not None else sys.argv[1:])
-    text = json.dumps(result.to_dict(), indent=1, ensure_ascii=False) + "\n"
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-    else:
-        sys.stdout.write(text)
-    print(result.describe(), file=sys.stderr)
-    return 0
-
+    cfg = dict(task=args.task, epochs=args.epochs, hidden_size=args.hidden_size,
+               max_poems=args.max_poems, max_per_form=args.max_per_form, seed=args.seed)
+    return run_and_write(lambda: measure_readers(ReaderConfig(**cfg), progress), args.out,
+                         "python -m rnncore.textbook.reader " + " ".join(
+                             argv if argv is not None else sys.argv[1:]))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -35,8 +35,6 @@ result (the tarball; ~20 minutes on one busy core):
 from __future__ import annotations
 
 import argparse
-import importlib.resources
-import json
 import random
 import sys
 import time
@@ -52,10 +50,11 @@ from torch import nn
 from rnncore.configs import DictConfig
 from rnncore.data import IGNORE_INDEX, Vocab, collate_poems
 from rnncore.model import CharRNN, ModelConfig
+from rnncore.textbook.results import progress, read_result, result_path, run_and_write
 
 DECODERS = ("eos", "stop", "length")
 CORPORA = ("quantangshi", "synthetic")
-RESULT_FILE = ("assets", "results", "stopping.json")
+RESULT_FILE = "stopping.json"
 
 
 class StoppingError(ValueError):
@@ -65,7 +64,9 @@ class StoppingError(ValueError):
 @dataclass
 class StoppingConfig(DictConfig):
     """``max_poems``: the first N free-length poems (quick runs); ``samples``: poems each
-    decoder writes; ``max_lines``: longer poems are left out (the length head's classes)."""
+    decoder writes; ``max_lines``: longer poems are left out (the length head's classes);
+    ``min_freq``: rarer training characters become <unk> (a smaller softmax; never
+    sampled)."""
 
     config_error = StoppingError
 
@@ -78,6 +79,7 @@ class StoppingConfig(DictConfig):
     lr: float = 3e-3
     max_lines: int = 24
     max_poems: int | None = None
+    min_freq: int = 1
     samples: int = 400
     val_fraction: float = 0.1
     seed: int = 0
@@ -89,7 +91,7 @@ class StoppingConfig(DictConfig):
         if self.cell not in ("lstm", "gru", "rnn"):
             raise StoppingError(f"cell must be lstm, gru or rnn, got {self.cell!r}")
         for name in ("embedding_dim", "hidden_size", "epochs", "batch_size", "max_lines",
-                     "max_poems", "samples"):
+                     "max_poems", "samples", "min_freq"):
             value = getattr(self, name)
             if value is None and name == "max_poems":
                 continue
@@ -188,7 +190,9 @@ def train_stop_lm(model: StopLM, seqs: list[list[int]], lines: list[int],
         model.train()
         sums: Counter = Counter()
         batches = _batches(seqs, cfg.batch_size, rng)
-        for idx in batches:
+        for b, idx in enumerate(batches):
+            if progress and b % 50 == 0:
+                progress(f"epoch {len(history) + 1}: batch {b} of {len(batches)}")
             batch = collate_poems([seqs[i] for i in idx])
             logits, stop, length, _ = model(batch.inputs)
             terms = stopping_loss(logits, stop, length, batch.targets,
@@ -227,8 +231,8 @@ def sample_lengths(model: StopLM, vocab: Vocab, decoder: str, n: int, max_tokens
     for t in range(max_tokens):
         logits, stop, length, state = model(tok[:, None], state)
         if t == 0 and decoder == "length":  # L = 2(k + 1), k ~ q
-            target = 2 * (torch.multinomial(F.softmax(length, -1), 1, generator=generator)[:, 0]
-                          + 1)
+            k = torch.multinomial(F.softmax(length, -1), 1, generator=generator)[:, 0]
+            target = 2 * (k + 1)
         mask = with_eos if decoder == "eos" else allowed
         probs = F.softmax(logits[:, 0].float().masked_fill(~mask, float("-inf")), -1)
         tok = torch.multinomial(probs, 1, generator=generator)[:, 0]
@@ -347,7 +351,7 @@ def measure_stopping(cfg: StoppingConfig | None = None, progress=None) -> Stoppi
     torch.manual_seed(cfg.seed)
     start = time.perf_counter()
     train, test = split_poems(free_length_poems(cfg), cfg.val_fraction, cfg.seed)
-    vocab = Vocab.build(p.text for p in train)
+    vocab = Vocab.build((p.text for p in train), min_freq=cfg.min_freq)
     seqs = [vocab.encode_poem(p.text) for p in train]
     model = StopLM(len(vocab), cfg)
     history = train_stop_lm(model, seqs, [len(p.lines) for p in train], cfg, vocab.eos_id,
@@ -369,17 +373,10 @@ def measure_stopping(cfg: StoppingConfig | None = None, progress=None) -> Stoppi
                                  "examples": examples})
 
 
-def result_path() -> Path:
-    return Path(str(importlib.resources.files("rnncore").joinpath(*RESULT_FILE)))
-
-
 def load_stopping_result(path: str | Path | None = None) -> StoppingResult:
     """The shipped result (or one at ``path``); ``StoppingError`` if unreadable."""
-    path = Path(path) if path is not None else result_path()
-    try:
-        return StoppingResult.from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError) as exc:
-        raise StoppingError(f"cannot read the stopping result {path}: {exc}") from None
+    return read_result(StoppingResult, path or result_path(RESULT_FILE), StoppingError,
+                       "stopping")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -390,29 +387,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hidden-size", type=int, default=128)
     p.add_argument("--max-poems", type=int, default=None)
     p.add_argument("--samples", type=int, default=400)
+    p.add_argument("--min-freq", type=int, default=1)
+    p.add_argument("--embedding-dim", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the JSON here (default: stdout)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    try:
-        result = measure_stopping(StoppingConfig(
-            corpus=args.corpus, epochs=args.epochs, hidden_size=args.hidden_size,
-            max_poems=args.max_poems, samples=args.samples, seed=args.seed),
-            progress=lambda line: print(line, file=sys.stderr, flush=True))
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    result.command = "python -m rnncore.textbook.stopping " + " ".join(
-        argv if argv is not None else sys.argv[1:])
-    text = json.dumps(result.to_dict(), indent=1, ensure_ascii=False) + "\n"
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-    else:
-        sys.stdout.write(text)
-    print(result.describe(), file=sys.stderr)
-    return 0
-
+    cfg = dict(corpus=args.corpus, epochs=args.epochs, hidden_size=args.hidden_size,
+               embedding_dim=args.embedding_dim, max_poems=args.max_poems,
+               samples=args.samples, min_freq=args.min_freq, seed=args.seed)
+    return run_and_write(lambda: measure_stopping(StoppingConfig(**cfg), progress), args.out,
+                         "python -m rnncore.textbook.stopping " + " ".join(
+                             argv if argv is not None else sys.argv[1:]))
 
 if __name__ == "__main__":
     sys.exit(main())
