@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from rnncore.configs import DictConfig
+from rnncore.configs import DictConfig, check_positive_ints
 from rnncore.data import Vocab
 from rnncore.textbook.results import progress, read_result, result_path, run_and_write
 
@@ -92,13 +92,9 @@ class ReaderConfig(DictConfig):
             raise ReaderError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         if self.cell not in ("gru", "lstm"):
             raise ReaderError(f"cell must be gru or lstm, got {self.cell!r}")
-        for name in ("embedding_dim", "hidden_size", "epochs", "batch_size", "min_group",
-                     "max_poems", "max_per_form"):
-            value = getattr(self, name)
-            if value is None and name.startswith("max_"):
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ReaderError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_ints(self, ("embedding_dim", "hidden_size", "epochs", "batch_size",
+                                   "min_group", "max_poems", "max_per_form"),
+                            optional=("max_poems", "max_per_form"))
         if not 0.0 < float(self.val_fraction) < 1.0:
             raise ReaderError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if not float(self.lr) > 0:

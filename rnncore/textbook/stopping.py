@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnncore.configs import DictConfig
+from rnncore.configs import DictConfig, check_positive_ints
 from rnncore.data import IGNORE_INDEX, Vocab, collate_poems
 from rnncore.model import CharRNN, ModelConfig
 from rnncore.textbook.results import progress, read_result, result_path, run_and_write
@@ -90,13 +90,9 @@ class StoppingConfig(DictConfig):
                                 f"{self.corpus!r}")
         if self.cell not in ("lstm", "gru", "rnn"):
             raise StoppingError(f"cell must be lstm, gru or rnn, got {self.cell!r}")
-        for name in ("embedding_dim", "hidden_size", "epochs", "batch_size", "max_lines",
-                     "max_poems", "samples", "min_freq"):
-            value = getattr(self, name)
-            if value is None and name == "max_poems":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise StoppingError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_ints(self, ("embedding_dim", "hidden_size", "epochs", "batch_size",
+                                   "max_lines", "max_poems", "samples", "min_freq"),
+                            optional=("max_poems",))
         if self.max_lines < 2 or self.max_lines % 2:
             raise StoppingError(f"max_lines must be an even number >= 2, got {self.max_lines}")
         if not 0.0 < float(self.val_fraction) < 1.0:
