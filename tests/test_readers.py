@@ -162,3 +162,28 @@ def test_bad_requests_are_one_line_errors(tmp_path):
     (tmp_path / "x.json").write_text("{")
     with pytest.raises(R.ReaderError, match="cannot read the reader result"):
         R.load_reader_result("rhyme", tmp_path / "x.json")
+
+
+def _result(discordant, accuracy):
+    return R.ReaderResult(config={}, task="dynasty", classes=["Tang", "Song"], n_train=10,
+                          n_test=100, majority=0.5, accuracy={k: [v] for k, v in
+                                                               accuracy.items()},
+                          discordant=discordant, parameters={}, seconds={}, controls={})
+
+
+@pytest.mark.parametrize("bag_vs_bi, phrase", [
+    ((5, 30), "Order matters: the bidirectional reader beats the bag"),
+    ((30, 5), "The bag of characters beats even the bidirectional reader"),
+    ((10, 12), "Order adds nothing measurable"),
+])
+def test_describe_follows_the_counts(bag_vs_bi, phrase):
+    """McNemar z = (b - c) / sqrt(b + c) decides each sentence."""
+    bag_right, bi_right = bag_vs_bi
+    d = {"bag": {"forward": 10, "bidirectional": bag_right},
+         "forward": {"bag": 10, "bidirectional": 2},
+         "bidirectional": {"bag": bi_right, "forward": 20}}
+    acc = {"bag": 0.7, "forward": 0.72, "bidirectional": 0.9}
+    result = _result(d, acc)
+    assert result.mcnemar("bidirectional", "forward") == pytest.approx(18 / 22 ** 0.5)
+    text = result.describe()
+    assert "the backward pass helps" in text and phrase in text

@@ -45,7 +45,7 @@ def render(number: int) -> None:
                 try:
                     st.session_state["arch_reader_live"] = TB.measure_readers(TB.ReaderConfig(
                         task=task, epochs=int(epochs), hidden_size=int(hidden),
-                        seed=int(seed), max_per_form=300 if task == "dynasty" else None))
+                        seed=int(seed), max_per_form=200 if task == "dynasty" else None))
                 except ValueError as exc:
                     st.error(str(exc))
     live = st.session_state.get("arch_reader_live")

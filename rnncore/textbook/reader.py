@@ -320,6 +320,10 @@ class ReaderResult:
         if zb > 2:
             text += (f"Order matters: the {best} reader beats the bag of characters by "
                      f"{acc[best] - acc['bag']:+.1%} (z = {zb:.1f}).")
+        elif zb < -2:
+            text += (f"The bag of characters beats even the {best} reader by "
+                     f"{acc['bag'] - acc[best]:+.1%} (z = {-zb:.1f}): what decides the class "
+                     "is which characters occur, not their order.")
         else:
             text += (f"Order adds nothing measurable: the bag of characters is as good as "
                      f"the {best} reader ({acc[best] - acc['bag']:+.1%}, z = {zb:.1f}).")
