@@ -28,9 +28,10 @@ and Wasserstein-1 W1 = sum_L |P(L) - R(L)| (lines; P, R the CDFs), plus mean and
 
 Poems: the full corpus's free-length ones (``corpus="quantangshi"``: Poem.form ==
 OTHER_FORM, at most ``max_lines`` lines), or a synthetic corpus of varied line counts built
-from the bundled poems' couplets (``corpus="synthetic"``, for tests). Recompute the shipped
-result (the tarball; ~20 minutes on one busy core):
-``python -m rnncore.textbook.stopping --out rnncore/assets/results/stopping.json``
+from the bundled poems' couplets (``corpus="synthetic"``, for tests). The shipped result
+(the tarball; 18 minutes on one busy core; its command is stored in it; numbers in
+docs/textbook/stopping.md): ``python -m rnncore.textbook.stopping --epochs 1
+--hidden-size 96 --embedding-dim 48 --min-freq 3 --samples 150 --out ...``
 """
 from __future__ import annotations
 
