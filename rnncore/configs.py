@@ -32,3 +32,14 @@ class DictConfig:
             return cls(**data)
         except TypeError as exc:  # a value of the wrong type (a hand-edited file)
             raise cls.config_error(f"invalid {cls.__name__}: {exc}") from None
+
+
+def check_positive_ints(cfg, names, optional=()) -> None:
+    """Raise ``cfg.config_error`` (one line) unless each field in ``names`` is an int >= 1;
+    the fields in ``optional`` may also be None."""
+    for name in names:
+        value = getattr(cfg, name)
+        if value is None and name in optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise cfg.config_error(f"{name} must be a positive integer, got {value!r}")

@@ -23,8 +23,6 @@ core):  ``python -m rnncore.exposure --samples 8 --out rnncore/assets/results/ex
 from __future__ import annotations
 
 import argparse
-import importlib.resources
-import json
 import math
 import sys
 from dataclasses import asdict, dataclass, field
@@ -37,7 +35,7 @@ import torch.nn.functional as F
 from rnncore.configs import DictConfig
 
 HISTORIES = ("teacher", "free", "other")
-RESULT_FILE = ("assets", "results", "exposure_bias.json")
+RESULT_FILE = "exposure_bias.json"
 COMMAND = ("python -m rnncore.exposure --samples 8 "
            "--out rnncore/assets/results/exposure_bias.json")
 LN2 = math.log(2.0)
@@ -227,16 +225,16 @@ def measure_exposure(cfg: ExposureConfig | None = None, model=None, vocab=None
 
 def result_path() -> Path:
     """Where the shipped full-size result lives (``rnncore/assets/results/``)."""
-    return Path(str(importlib.resources.files("rnncore").joinpath(*RESULT_FILE)))
+    from rnncore.textbook.results import result_path as shipped
+
+    return shipped(RESULT_FILE)
 
 
 def load_result(path: str | Path | None = None) -> ExposureResult:
     """The shipped result (or one at ``path``); ``ExposureError`` if missing or malformed."""
-    path = Path(path) if path is not None else result_path()
-    try:
-        return ExposureResult.from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError) as exc:
-        raise ExposureError(f"cannot read the exposure-bias result {path}: {exc}") from None
+    from rnncore.textbook.results import read_result
+
+    return read_result(ExposureResult, path or result_path(), ExposureError, "exposure-bias")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,21 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default=None, help="default: the bundled model")
     p.add_argument("--out", default=None, help="write the JSON here (default: stdout)")
     args = p.parse_args(argv)
-    try:
-        result = measure_exposure(ExposureConfig(args.max_poems, args.samples, args.seed,
-                                                 args.checkpoint))
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    text = json.dumps(result.to_dict(), indent=1, ensure_ascii=False) + "\n"
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-    else:
-        sys.stdout.write(text)
-    print(result.describe(), file=sys.stderr)
-    return 0
+    from rnncore.textbook.results import run_and_write
 
+    return run_and_write(lambda: measure_exposure(ExposureConfig(
+        args.max_poems, args.samples, args.seed, args.checkpoint)), args.out)
 
 if __name__ == "__main__":
     sys.exit(main())

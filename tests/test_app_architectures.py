@@ -24,12 +24,16 @@ def test_architectures_page_runs_every_experiment():
     at.run()
     at.switch_page("pages/architectures.py").run()
     _ok(at)
-    headers = _texts(at.header)
-    assert headers == ["1. Leaky units", "2. Recursive networks",
-                       "3. Teacher forcing versus free running"]
-    assert len(at.get("plotly_chart")) == 4           # 2 leaky, 1 tree, 1 exposure (shipped)
+    headers = [h.split(". ", 1)[1] for h in _texts(at.header)]
+    for title in ("Leaky units", "Recursive networks", "Teacher forcing versus free running",
+                  *SECTION_TITLES):
+        assert title in headers
+    assert _texts(at.header)[0].startswith("1. ")  # numbered in SECTIONS order
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 4 + 3                       # 2 leaky, 1 tree, 1 exposure + ours
     md = " ".join(_texts(at.markdown))
-    assert md.count("**Claim.**") == 3 and md.count("**What the data say.**") == 3
+    assert md.count("**Claim.**") == len(headers)
+    assert md.count("**What the data say.**") >= len(headers)
     assert "trained LSTM" in md and "depth 6 instead of 64" in md and "362 held-out" in md
     # each Run with small settings
     at.multiselect(key="arch_alphas").set_value([0.0, 0.9])
@@ -43,10 +47,45 @@ def test_architectures_page_runs_every_experiment():
     at.button(key="FormSubmitter:arch_tree_form-Run").click().run()
     _ok(at)
     assert "depth 4 instead of 16" in " ".join(_texts(at.markdown))
+    n_charts = len(at.get("plotly_chart"))
     at.number_input(key="arch_exp_poems").set_value(4)
     at.number_input(key="arch_exp_samples").set_value(1)
     at.button(key="FormSubmitter:arch_exp_form-Run").click().run()
     _ok(at)
     md = " ".join(_texts(at.markdown))
     assert "**This run.** On 4 held-out poems" in md
-    assert len(at.get("plotly_chart")) == 4           # the live run joins the shipped chart
+    assert len(at.get("plotly_chart")) == n_charts    # the live run joins the shipped chart
+    _readers_and_stopping(at)
+
+
+SECTION_TITLES = ("Sequence to one, read in both directions", "Deciding the length")
+
+
+def _readers_and_stopping(at: AppTest) -> None:
+    """The sequence-to-one and stopping sections: both shipped results with their sentences,
+    the rhyme Run, and the stopping Run where the full corpus is present (else one line
+    telling how to get it)."""
+    from rnncore.data.tang import tarball_path
+
+    md = " ".join(_texts(at.markdown))
+    assert "rhyme group of a 七律 from its first couplet" in md
+    assert "Tang or Song from the text" in md and "bidirectional" in md
+    assert "held-out poems have" in md and "W1" in md
+    full = tarball_path().is_file()
+    assert at.selectbox(key="arch_reader_task").options == (
+        ["rhyme", "dynasty"] if full else ["rhyme"])
+    at.number_input(key="arch_reader_epochs").set_value(1)
+    at.select_slider(key="arch_reader_hidden").set_value(16)
+    at.button(key="FormSubmitter:arch_reader_form-Run").click().run()
+    _ok(at)
+    md = " ".join(_texts(at.markdown))
+    assert "**This run.** Predicting the rhyme group" in md
+    infos = " ".join(_texts(at.info))
+    if not full:
+        assert "python -m rnncore corpus fetch" in infos
+        return
+    at.number_input(key="arch_stop_poems").set_value(100)
+    at.number_input(key="arch_stop_samples").set_value(16)
+    at.button(key="FormSubmitter:arch_stop_form-Run").click().run()
+    _ok(at)
+    assert "**This run.** 10 held-out poems have" in " ".join(_texts(at.markdown))

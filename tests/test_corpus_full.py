@@ -54,6 +54,9 @@ FILE_0 = [
     rec([["床前明月光，"]]),  # a paragraph that is not a string
 ]
 FILE_1000 = [rec(QILV), rec(WUJUE, title="重出")]  # the second is a duplicate
+# 蘇軾 題西林壁, and a poem that the Tang files hold too (kept: the loader reads one dynasty)
+SONG_QIJUE = ["橫看成嶺側成峰，遠近高低各不同。", "不識廬山真面目，只緣身在此山中。"]
+FILE_SONG_1000 = [rec(SONG_QIJUE, author="蘇軾"), rec(QILV), rec(["某某某某某，"])]
 EXPECTED_FORMS = {"wujue": 1, "qijue": 1, "wulv": 1, "qilv": 1, "other": 1}
 EXPECTED_REASONS = {"duplicate": 1, "inconsistent_line_length": 1, "line_not_string": 1,
                     "missing_character": 1, "non_ideograph": 1, "unreadable_file": 1}
@@ -68,6 +71,7 @@ LAYOUT = {  # name -> bytes, in an archive order that is not the 全唐詩 order
     "package/dist/quantangshi/poet.tang.0.json": dumps(FILE_0),
     "package/dist/quantangshi/poet.tang.2000.json": b'[{"title": "broken',
     "package/dist/quantangshi/poet.song.0.json": dumps([rec(["一二三四五，"])]),
+    "package/dist/quantangshi/poet.song.1000.json": dumps(FILE_SONG_1000),
     "package/dist/quantangshi/error/poet.tang.0.json": b"not read",
     "package/README.md": b"# chinese-poetry",
 }

@@ -11,7 +11,8 @@ from rnncore.data.corpus import CorpusError
 @dataclass
 class DataConfig(DictConfig):
     """What to train on. ``corpus`` is ``"tang"`` (bundled), ``"quantangshi"`` (the full Tang
-    corpus, split per form: ``split_by_form``) or a file/directory/archive path.
+    corpus, split per form: ``split_by_form``), ``"quansongshi"`` (the same tarball's Song
+    poems) or a file/directory/archive path.
 
     ``val_fraction`` of the poems (chosen by ``seed``) are held out; ``max_poems`` keeps only
     the first N valid poems (before the split) for quick runs. ``form_tokens`` starts every

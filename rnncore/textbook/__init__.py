@@ -5,6 +5,10 @@
     tree_vs_chain, TreeResult ||d root/d x_i||: chain vs balanced tree          (gradflow.tree)
     measure_exposure, load_result, ExposureConfig, ExposureResult
                               teacher forcing vs free running                   (exposure)
+    measure_readers, load_reader_result, ReaderConfig, ReaderResult
+                              sequence to one: bidirectional, forward, bag      (textbook.reader)
+    measure_stopping, load_stopping_result, StoppingConfig, StoppingResult
+                              <eos>, stop unit, predicted length               (textbook.stopping)
 
 Loaded lazily (``rnncore.textbook.leaky`` needs torch only; the probes need pandas).
 """
@@ -21,6 +25,10 @@ _HOMES = {
     "measure_exposure": "rnncore.exposure", "load_result": "rnncore.exposure",
     "ExposureConfig": "rnncore.exposure", "ExposureResult": "rnncore.exposure",
     "ExposureError": "rnncore.exposure",
+    **dict.fromkeys(("measure_readers", "load_reader_result", "ReaderConfig", "ReaderResult",
+                     "ReaderError"), "rnncore.textbook.reader"),
+    **dict.fromkeys(("measure_stopping", "load_stopping_result", "StoppingConfig",
+                     "StoppingResult", "StoppingError"), "rnncore.textbook.stopping"),
 }
 __all__ = sorted(_HOMES)
 

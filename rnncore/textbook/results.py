@@ -1,0 +1,52 @@
+"""Shipped results of the chapter's experiments (``rnncore/assets/results/*.json``): where
+one lives, reading one back, and the command-line tail that runs an experiment and writes
+its result."""
+from __future__ import annotations
+
+import importlib.resources
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+
+def result_path(name: str) -> Path:
+    """Where the shipped result ``name`` (a file name) lives."""
+    return Path(str(importlib.resources.files("rnncore").joinpath("assets", "results", name)))
+
+
+def read_result(cls, path: str | Path, error: type[ValueError], what: str):
+    """``cls.from_dict`` of the JSON at ``path``; ``error`` (one line) if missing or
+    malformed."""
+    path = Path(path)
+    try:
+        return cls.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError) as exc:
+        raise error(f"cannot read the {what} result {path}: {exc}") from None
+
+
+def progress(line: str) -> None:
+    """One progress line on stderr (the command line's ``progress`` callback)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def run_and_write(measure: Callable[[], object], out: str | None,
+                  command: str | None = None) -> int:
+    """Run ``measure()``, store ``command`` in the result (if given), write its JSON to
+    ``out`` (else stdout) and its ``describe()`` to stderr; a ValueError is one
+    ``error:`` line and exit status 2."""
+    try:
+        result = measure()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if command is not None:
+        result.command = command
+    text = json.dumps(result.to_dict(), indent=1, ensure_ascii=False) + "\n"
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
+    else:
+        sys.stdout.write(text)
+    print(result.describe(), file=sys.stderr)
+    return 0
