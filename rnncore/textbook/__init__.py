@@ -5,6 +5,11 @@
     tree_vs_chain, TreeResult ||d root/d x_i||: chain vs balanced tree          (gradflow.tree)
     measure_exposure, load_result, ExposureConfig, ExposureResult
                               teacher forcing vs free running                   (exposure)
+    measure_couplets, load_couplets_result, CoupletsConfig, CoupletsResult
+                              encoder-decoder: fixed c vs attention on couplets
+                                                                     (textbook.couplets)
+    match_line, MatchConfig   the 下句 for a 上句 under the verse rules  (textbook.duiju)
+    Seq2Seq, Seq2SeqConfig, attend   the encoder-decoder              (textbook.seq2seq)
 
 Loaded lazily (``rnncore.textbook.leaky`` needs torch only; the probes need pandas).
 """
@@ -21,6 +26,13 @@ _HOMES = {
     "measure_exposure": "rnncore.exposure", "load_result": "rnncore.exposure",
     "ExposureConfig": "rnncore.exposure", "ExposureResult": "rnncore.exposure",
     "ExposureError": "rnncore.exposure",
+    **{name: "rnncore.textbook.couplets" for name in (
+        "measure_couplets", "load_couplets_result", "CoupletsConfig", "CoupletsResult",
+        "CoupletError", "poem_couplets")},
+    **{name: "rnncore.textbook.duiju" for name in (
+        "match_line", "MatchConfig", "CoupletMatch", "check_first_line", "couplet_checks")},
+    **{name: "rnncore.textbook.seq2seq" for name in (
+        "Seq2Seq", "Seq2SeqConfig", "Seq2SeqError", "attend")},
 }
 __all__ = sorted(_HOMES)
 
