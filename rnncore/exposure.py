@@ -23,11 +23,9 @@ core):  ``python -m rnncore.exposure --samples 8 --out rnncore/assets/results/ex
 from __future__ import annotations
 
 import argparse
-import importlib.resources
-import json
 import math
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +33,10 @@ import torch
 import torch.nn.functional as F
 
 from rnncore.configs import DictConfig
+from rnncore.textbook.results import JSONResult, read_result, shipped_path, write_result
 
 HISTORIES = ("teacher", "free", "other")
-RESULT_FILE = ("assets", "results", "exposure_bias.json")
+RESULT_FILE = "exposure_bias.json"
 COMMAND = ("python -m rnncore.exposure --samples 8 "
            "--out rnncore/assets/results/exposure_bias.json")
 LN2 = math.log(2.0)
@@ -71,7 +70,7 @@ class ExposureConfig(DictConfig):
 
 
 @dataclass
-class ExposureResult:
+class ExposureResult(JSONResult):
     """Per position t = 1..n: mean bits of each history (``teacher``, ``free``, ``other``),
     their standard errors (``sem_*``) and the number of scored tokens ``count``."""
 
@@ -87,13 +86,6 @@ class ExposureResult:
     count: list[int]
     command: str = COMMAND
     extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ExposureResult":
-        return cls(**data)
 
     def mean(self, history: str) -> float:
         """Bits per token over all scored positions (weighted by count)."""
@@ -227,16 +219,13 @@ def measure_exposure(cfg: ExposureConfig | None = None, model=None, vocab=None
 
 def result_path() -> Path:
     """Where the shipped full-size result lives (``rnncore/assets/results/``)."""
-    return Path(str(importlib.resources.files("rnncore").joinpath(*RESULT_FILE)))
+    return shipped_path(RESULT_FILE)
 
 
 def load_result(path: str | Path | None = None) -> ExposureResult:
     """The shipped result (or one at ``path``); ``ExposureError`` if missing or malformed."""
-    path = Path(path) if path is not None else result_path()
-    try:
-        return ExposureResult.from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError) as exc:
-        raise ExposureError(f"cannot read the exposure-bias result {path}: {exc}") from None
+    return read_result(ExposureResult, Path(path) if path is not None else result_path(),
+                       ExposureError, "exposure-bias")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,13 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    text = json.dumps(result.to_dict(), indent=1, ensure_ascii=False) + "\n"
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-    else:
-        sys.stdout.write(text)
-    print(result.describe(), file=sys.stderr)
+    write_result(result, args.out)
     return 0
 
 

@@ -22,24 +22,23 @@ the shipped result and model (about 20 minutes on one core):
 from __future__ import annotations
 
 import argparse
-import importlib.resources
-import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from rnncore.configs import DictConfig
+from rnncore.textbook.results import JSONResult, read_result, shipped_path, write_result
 from rnncore.textbook.seq2seq import Seq2Seq, Seq2SeqConfig, save_seq2seq
 
 VARIANTS = ("unconditional", "fixed_small", "fixed", "attention")
 LABELS = {"unconditional": "unconditional (no 上句)", "fixed_small": "fixed c, small",
           "fixed": "fixed c", "attention": "attention"}
-RESULT_FILE = ("assets", "results", "couplets.json")
+RESULT_FILE = "couplets.json"
 COMMAND = ("python -m rnncore.textbook.couplets --epochs 6 --out "
            "rnncore/assets/results/couplets.json "
            "--save-model rnncore/assets/couplets/attention.safetensors")
@@ -200,7 +199,7 @@ def couplet_bits(model: Seq2Seq, src: torch.Tensor, tgt: torch.Tensor, bos_id: i
 
 
 @dataclass
-class CoupletsResult:
+class CoupletsResult(JSONResult):
     """Held-out bits per character of the 下句 for each variant (``bpc``), the standard
     error of each variant's saving over the unconditional decoder (paired by couplet,
     ``sem_saving``), per-position bits (``positions`` 1..W, ``per_position``), sizes,
@@ -218,13 +217,6 @@ class CoupletsResult:
     examples: list = field(default_factory=list)
     command: str = COMMAND
     extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "CoupletsResult":
-        return cls(**data)
 
     def saving(self, variant: str) -> float:
         """Bits per character the 上句 saves through ``variant`` (unconditional minus it)."""
@@ -329,18 +321,10 @@ def _examples(model, data: CoupletData, cfg: CoupletsConfig) -> list[dict]:
     return out
 
 
-def result_path() -> Path:
-    """Where the shipped full-size result lives (``rnncore/assets/results/``)."""
-    return Path(str(importlib.resources.files("rnncore").joinpath(*RESULT_FILE)))
-
-
 def load_couplets_result(path: str | Path | None = None) -> CoupletsResult:
     """The shipped result (or one at ``path``); ``CoupletError`` if missing or malformed."""
-    path = Path(path) if path is not None else result_path()
-    try:
-        return CoupletsResult.from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError) as exc:
-        raise CoupletError(f"cannot read the couplet result {path}: {exc}") from None
+    return read_result(CoupletsResult, Path(path) if path is not None
+                       else shipped_path(RESULT_FILE), CoupletError, "couplet")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -377,13 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    text = json.dumps(result.to_dict(), indent=1, ensure_ascii=False) + "\n"
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-    else:
-        sys.stdout.write(text)
-    print(result.describe(), file=sys.stderr)
+    write_result(result, args.out)
     return 0
 
 
