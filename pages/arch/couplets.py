@@ -26,7 +26,7 @@ def render(number: int) -> None:
         n_train = c1.number_input("Training couplets", 200, 27_480, 3000, 100,
                                   key="arch_cpl_train")
         hidden = c2.select_slider("Hidden size", [16, 32, 64, 128], 64, key="arch_cpl_hidden")
-        epochs = c3.number_input("Epochs", 0.5, 10.0, 2.0, 0.5, key="arch_cpl_epochs")
+        epochs = c3.number_input("Epochs", 0.5, 10.0, 3.0, 0.5, key="arch_cpl_epochs")
         small = c4.number_input("Small c", 1, 64, 8, key="arch_cpl_small")
         if st.form_submit_button("Run"):
             with st.spinner("Training four small encoder-decoders ..."):
