@@ -242,15 +242,23 @@ class CoupletsResult(JSONResult):
                          f"bits per character ({s / b['unconditional']:.0%}). ")
         if "fixed" in b and "attention" in b:
             gain = b["fixed"] - b["attention"]
+            # the two savings share the unconditional scores: the standard error of their
+            # difference is at most the sum of theirs
+            err = self.sem_saving.get("fixed", 0.0) + self.sem_saving.get("attention", 0.0)
             pp = np.asarray(self.per_position["fixed"]) - np.asarray(
                 self.per_position["attention"])
             text += (f"Attention {'beats' if gain > 0 else 'does not beat'} the fixed c of "
-                     f"the same size by {gain:+.2f} bits per character (largest at character "
-                     f"{int(pp.argmax()) + 1}, {pp.max():+.2f}): ")
-            text += ("a context recomputed for each output character from every encoder "
-                     "state carries more than one summary vector, as the chapter says."
-                     if gain > 0 else "on lines this short one summary vector carries as "
-                     "much, unlike the chapter's remedy.")
+                     f"the same size: {gain:+.2f} bits per character (standard error at "
+                     f"most {err:.2f}; largest at character {int(pp.argmax()) + 1}, "
+                     f"{pp.max():+.2f}): ")
+            if gain > 2 * err:
+                text += ("a context recomputed for each output character from every encoder "
+                         "state carries more than one summary vector, as the chapter says.")
+            elif gain > 0:
+                text += ("the direction the chapter predicts, but within two standard "
+                         "errors on lines this short.")
+            else:
+                text += "on lines this short one summary vector carries as much."
         if "fixed" in b and "fixed_small" in b:
             gap = b["fixed_small"] - b["fixed"]
             text += (f" The small c costs {gap:+.2f} bits per character against the large "
@@ -258,6 +266,15 @@ class CoupletsResult(JSONResult):
                                 if gap > 0.02 else "a few numbers already hold what the "
                                 "decoder uses of a 7-character input, so the caveat about "
                                 "a small c does not show at this length."))
+        fit = {v: t["final_loss"] / LN2 for v, t in self.training.items()
+               if isinstance(t.get("final_loss"), (int, float)) and v in b}
+        if fit:
+            worst = max(fit, key=lambda v: b[v] - fit[v])
+            text += (f" The models overfit: training loss ends {b[worst] - fit[worst]:.2f} "
+                     f"bits per character below the held-out score for {self.label(worst)} "
+                     f"(unconditional: {b['unconditional'] - fit['unconditional']:.2f}), "
+                     "so the savings are what these sizes generalise, not all the 上句 holds."
+                     if "unconditional" in fit else "")
         return text
 
 
