@@ -148,7 +148,7 @@ def test_shipped_result_and_model():
     assert model.cfg.attention and len(vocab) == model.cfg.vocab_size
 
 
-FIRST_LINES = ("白日依山盡", "床前明月光", "無邊落木蕭蕭下", "春風得意馬蹄疾", "國破山河在")
+FIRST_LINES = ("白日依山盡", "床前明月光", "無邊落木蕭蕭下", "春風得意馬蹄疾", "国破山河在")
 
 
 def test_rules_hold_on_100_matched_lines():
@@ -174,6 +174,9 @@ def test_matching_is_seeded_and_rejects_bad_lines():
     assert [m.line for m in a] == [m.line for m in b]
     g = DJ.match_line("白日依山盡，", DJ.MatchConfig(strategy="greedy", num=2))
     assert g[0].line == g[1].line and g[0].first == "白日依山盡"
+    # a simplified 上句 reads as its traditional form (the vocabulary's script)
+    simp = DJ.match_line("国破山河在", DJ.MatchConfig(strategy="greedy"))[0].line
+    assert simp == DJ.match_line("國破山河在", DJ.MatchConfig(strategy="greedy"))[0].line
     for bad, msg in (("", "type a 上句"), ("abcde", "Chinese characters only"),
                      ("白日依山", "5 or 7"), ("白日依山盡黃河入海", "5 or 7"),
                      ("白日依山\U00020001", "vocabulary")):

@@ -192,7 +192,6 @@ def match_line(first: str, cfg: MatchConfig | None = None, model=None, vocab=Non
     from rnncore.generate.config import GenerationError
     from rnncore.generate.sampling import _draw, _Uniforms
     from rnncore.generate.tables import _tables, _vocab_char
-    from rnncore.poetry import to_simplified, to_traditional
 
     cfg = cfg or MatchConfig()
     first = check_first_line(first)
@@ -205,7 +204,6 @@ def match_line(first: str, cfg: MatchConfig | None = None, model=None, vocab=Non
     if not model.cfg.conditional:
         raise CoupletError("this model does not read a 上句 (unconditional)")
     known = "".join(vocab.itos[i] for i in src_ids)        # the vocabulary's script
-    simplified = to_simplified(first) == first and to_traditional(first) != first
     t, W, B = _tables(vocab), len(first), cfg.num
     patterns = [[_CODES[c] for c in p] for p in down_patterns(known)]
     alive = [list(range(len(patterns))) for _ in range(B)]
@@ -251,7 +249,5 @@ def match_line(first: str, cfg: MatchConfig | None = None, model=None, vocab=Non
     for r in range(B):
         line = "".join(vocab.itos[i] for i in (col[r] for col in out))
         checks = couplet_checks(known, line)
-        if simplified:
-            line = to_simplified(line)
         matches.append(CoupletMatch(first, line, [b[r] for b in bits], checks, notes[r]))
     return matches
