@@ -25,8 +25,9 @@ st.title("Generate poems")
 with st.expander("Match a line (對句)"):
     st.caption("Type the first line of a couplet (上句); an encoder-decoder with attention, "
                "trained on the couplets of the bundled 七律 (see the Architectures page), "
-               "writes the second (下句, in traditional characters): as many characters, ending on a 平水韻 rhyme in the "
-               "level tone, its tones mirroring the 上句 (對), no character of the 上句 again.")
+               "writes the second (下句, in traditional characters): as many characters, "
+               "ending on a 平水韻 rhyme in the level tone, its tones mirroring the 上句 (對), "
+               "no character of the 上句 again.")
     with st.form("gen_cpl_form"):
         c1, c2, c3 = st.columns([3, 1, 2])
         first_line = c1.text_input("上句 (5 or 7 characters)", placeholder="白日依山盡",

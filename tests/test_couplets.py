@@ -164,6 +164,7 @@ def test_rules_hold_on_100_matched_lines():
             if table.info(up[-1]).tones == {PING}:           # 首句入韻: rhymes with it
                 assert table.rhyme_groups(line[-1]) & table.rhyme_groups(up[-1])
             assert m.checks["tones"] == 1.0 and m.checks["rhyme"]
+            assert table.info(line[-1]).tones == {PING} or m.notes
             assert not set(line) & set(up) or any("repetition" in n for n in m.notes)
             assert len(m.bits) == len(first)
 

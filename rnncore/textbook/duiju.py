@@ -15,11 +15,14 @@ Allowed (each rule a (B, V) or (V,) bool mask built from ``rnncore.generate.tabl
   meet some pattern still alive (``tone_ok`` rows: 0 free, 1 平, 2 仄, 3 either), and a
   written character retires the patterns it breaks. Every such line ends in 平;
 * rhyme: the last character is in a 平水韻 level-tone group (``rhyme``), one it shares with
-  the 上句's last character when that can only be read 平 (the 上句 rhymes: 首句入韻);
+  the 上句's last character when that can only be read 平 (the 上句 rhymes: 首句入韻), and
+  has no oblique reading (``level_only``: a polyphone like 不 is rarely read 平 at a line's
+  end; this preference is dropped first);
 * repetition: no character of the 上句 (上下句不重字).
 
-If a row would be left without a token, the repetition rule is dropped first, then the tone
-rule, then the rhyme (as ``generate.decoder`` does); a note says so. Drawing uses the
+If a row would be left without a token, the level-only preference is dropped first, then
+the repetition rule, then the tone rule, then the rhyme (the order of ``generate.decoder``);
+a note says so. Drawing uses the
 project's sampler (``generate.sampling``: top-k, nucleus, seeded) or the argmax.
 """
 from __future__ import annotations
@@ -224,6 +227,8 @@ def match_line(first: str, cfg: MatchConfig | None = None, model=None, vocab=Non
         o, s, _ = model.decode(tok[:, None], states, c, s)
         logp = model.head.log_prob(o[:, 0])                 # (B, V)
         masks = []
+        if cfg.rhyme and pos == W - 1:   # a polyphone with a rare level reading (不, 幾)
+            masks.append(("level-only ending", (rhyme_ok & t.level_only).expand(B, -1)))
         if cfg.no_repeat:
             masks.append(("repetition", repeat_ok.expand(B, -1)))
         if cfg.tones:
