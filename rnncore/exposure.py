@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from rnncore.configs import DictConfig
-from rnncore.textbook.results import JSONResult, read_result, shipped_path, write_result
+from rnncore.textbook.results import JSONResult, compute_and_write, read_result, shipped_path
 
 HISTORIES = ("teacher", "free", "other")
 RESULT_FILE = "exposure_bias.json"
@@ -237,14 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default=None, help="default: the bundled model")
     p.add_argument("--out", default=None, help="write the JSON here (default: stdout)")
     args = p.parse_args(argv)
-    try:
-        result = measure_exposure(ExposureConfig(args.max_poems, args.samples, args.seed,
-                                                 args.checkpoint))
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    write_result(result, args.out)
-    return 0
+    return compute_and_write(lambda: measure_exposure(ExposureConfig(
+        args.max_poems, args.samples, args.seed, args.checkpoint)), args.out)
 
 
 if __name__ == "__main__":

@@ -213,3 +213,18 @@ def test_generate_page_matches_a_line():
     assert not at.exception and len(at.error) == 1
     assert "Chinese characters only" in at.error[0].value
     assert at.session_state["gen_poems"]                   # the rest of the page still works
+
+
+def test_describe_follows_the_numbers():
+    r = C.load_couplets_result().to_dict()
+    r["bpc"] = {"unconditional": 8.5, "fixed_small": 8.4, "fixed": 8.2, "attention": 7.5}
+    r["sem_saving"] = {"unconditional": 0.0, "fixed_small": 0.02, "fixed": 0.02,
+                       "attention": 0.02}
+    r["training"] = {v: {"final_loss": b * C.LN2} for v, b in r["bpc"].items()}
+    text = C.CoupletsResult.from_dict(r).describe()
+    assert "saves +0.30 ± 0.02" in text and "beats the fixed c" in text
+    assert "as the chapter says" in text and "the bottleneck bites" in text
+    assert "not yet overfit" in text
+    r["bpc"]["attention"] = 8.3
+    text = C.CoupletsResult.from_dict(r).describe()
+    assert "does not beat" in text and "as the chapter says" not in text

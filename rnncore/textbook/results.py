@@ -34,8 +34,14 @@ def read_result(cls, path: Path, error: type[ValueError], what: str):
         raise error(f"cannot read the {what} result {path}: {exc}") from None
 
 
-def write_result(result, out: str | None) -> None:
-    """The result's JSON to ``out`` (stdout when None), its ``describe()`` to stderr."""
+def compute_and_write(compute, out: str | None) -> int:
+    """A command's end: ``compute()`` -> its result's JSON to ``out`` (stdout when None) and
+    its ``describe()`` to stderr, exit code 0; a ``ValueError`` -> ``error: <message>``, 2."""
+    try:
+        result = compute()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     text = json.dumps(result.to_dict(), indent=1, ensure_ascii=False) + "\n"
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -43,3 +49,4 @@ def write_result(result, out: str | None) -> None:
     else:
         sys.stdout.write(text)
     print(result.describe(), file=sys.stderr)
+    return 0
