@@ -5,9 +5,9 @@ A short router: every experiment is one section module in ``pages/arch/`` with a
 """
 import streamlit as st
 
-from pages.arch import exposure, leaky, readers, stopping, trees
+from pages.arch import couplets, exposure, leaky, readers, stopping, trees
 
-SECTIONS = [leaky, trees, exposure, readers, stopping]
+SECTIONS = [leaky, trees, exposure, couplets, readers, stopping]
 
 st.title("Architectures: the textbook's claims, measured")
 st.markdown(

@@ -13,12 +13,37 @@ from rnncore.checkpoint import (MAX_UPLOAD_MB, CheckpointError, checkpoint_stamp
 from rnncore.generate import (GenerationConfig, GenerationError, form_outside_training,
                               generate, load_default_model)
 from rnncore.poetry import FORMS
+from rnncore.textbook.duiju import MatchConfig, match_line
 
 DEFAULTS = GenerationConfig()
 
 SEEDS = 2**31  # seeds drawn for a click are below this
 
 st.title("Generate poems")
+
+# --------------------------------------------------------------------------- 對句
+with st.expander("Match a line (對句)"):
+    st.caption("Type the first line of a couplet (上句); an encoder-decoder with attention, "
+               "trained on the couplets of the bundled 七律 (see the Architectures page), "
+               "writes the second (下句, in traditional characters): as many characters, "
+               "ending on a 平水韻 rhyme in the level tone, its tones mirroring the 上句 (對), "
+               "no character of the 上句 again.")
+    with st.form("gen_cpl_form"):
+        c1, c2, c3 = st.columns([3, 1, 2])
+        first_line = c1.text_input("上句 (5 or 7 characters)", placeholder="白日依山盡",
+                                   key="gen_cpl_first")
+        cpl_num = c2.number_input("How many", 1, 8, 3, key="gen_cpl_num")
+        cpl_temp = c3.slider("Temperature", 0.1, 1.5, 0.8, 0.05, key="gen_cpl_temp")
+        if st.form_submit_button("Write the 下句"):
+            try:
+                st.session_state["gen_cpl"] = match_line(
+                    first_line, MatchConfig(num=int(cpl_num), temperature=float(cpl_temp)))
+            except ValueError as exc:
+                st.session_state["gen_cpl"] = []
+                st.error(str(exc))
+    for match in st.session_state.get("gen_cpl", []):
+        st.markdown(f"#### {match.couplet}")
+        st.caption(match.summary())
 
 
 @st.cache_resource(show_spinner="Loading the bundled model ...")

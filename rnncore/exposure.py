@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from rnncore.configs import DictConfig
+from rnncore.textbook.results import JSONResult, read_result, run_and_write
+from rnncore.textbook.results import result_path as shipped_result
 
 HISTORIES = ("teacher", "free", "other")
 RESULT_FILE = "exposure_bias.json"
@@ -69,7 +71,7 @@ class ExposureConfig(DictConfig):
 
 
 @dataclass
-class ExposureResult:
+class ExposureResult(JSONResult):
     """Per position t = 1..n: mean bits of each history (``teacher``, ``free``, ``other``),
     their standard errors (``sem_*``) and the number of scored tokens ``count``."""
 
@@ -85,13 +87,6 @@ class ExposureResult:
     count: list[int]
     command: str = COMMAND
     extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ExposureResult":
-        return cls(**data)
 
     def mean(self, history: str) -> float:
         """Bits per token over all scored positions (weighted by count)."""
@@ -225,15 +220,11 @@ def measure_exposure(cfg: ExposureConfig | None = None, model=None, vocab=None
 
 def result_path() -> Path:
     """Where the shipped full-size result lives (``rnncore/assets/results/``)."""
-    from rnncore.textbook.results import result_path as shipped
-
-    return shipped(RESULT_FILE)
+    return shipped_result(RESULT_FILE)
 
 
 def load_result(path: str | Path | None = None) -> ExposureResult:
     """The shipped result (or one at ``path``); ``ExposureError`` if missing or malformed."""
-    from rnncore.textbook.results import read_result
-
     return read_result(ExposureResult, path or result_path(), ExposureError, "exposure-bias")
 
 
@@ -246,10 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default=None, help="default: the bundled model")
     p.add_argument("--out", default=None, help="write the JSON here (default: stdout)")
     args = p.parse_args(argv)
-    from rnncore.textbook.results import run_and_write
-
     return run_and_write(lambda: measure_exposure(ExposureConfig(
         args.max_poems, args.samples, args.seed, args.checkpoint)), args.out)
+
 
 if __name__ == "__main__":
     sys.exit(main())

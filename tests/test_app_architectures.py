@@ -89,3 +89,23 @@ def _readers_and_stopping(at: AppTest) -> None:
     at.button(key="FormSubmitter:arch_stop_form-Run").click().run()
     _ok(at)
     assert "**This run.** 10 held-out poems have" in " ".join(_texts(at.markdown))
+
+
+def test_architectures_couplet_section():
+    """The encoder-decoder section: header, shipped chart and sentence, examples, Run."""
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    at.switch_page("pages/architectures.py").run()
+    _ok(at)
+    assert any(h.endswith("Encoder-decoder: fixed context versus attention")
+               for h in _texts(at.header))
+    md = " ".join(_texts(at.markdown))
+    assert "held-out couplets the 下句 costs" in md and "上句 through attention" in md
+    charts = len(at.get("plotly_chart"))
+    at.number_input(key="arch_cpl_train").set_value(300)
+    at.select_slider(key="arch_cpl_hidden").set_value(16)
+    at.number_input(key="arch_cpl_epochs").set_value(0.5)
+    at.button(key="FormSubmitter:arch_cpl_form-Run").click().run()
+    _ok(at)
+    assert "**This run.** On 400 held-out couplets" in " ".join(_texts(at.markdown))
+    assert len(at.get("plotly_chart")) == charts     # the live run joins the shipped chart

@@ -9,6 +9,11 @@
                               sequence to one: bidirectional, forward, bag      (textbook.reader)
     measure_stopping, load_stopping_result, StoppingConfig, StoppingResult
                               <eos>, stop unit, predicted length               (textbook.stopping)
+    measure_couplets, load_couplets_result, CoupletsConfig, CoupletsResult
+                              encoder-decoder: fixed c vs attention on couplets
+                                                                     (textbook.couplets)
+    match_line, MatchConfig   the 下句 for a 上句 under the verse rules  (textbook.duiju)
+    Seq2Seq, Seq2SeqConfig, attend   the encoder-decoder              (textbook.seq2seq)
 
 Loaded lazily (``rnncore.textbook.leaky`` needs torch only; the probes need pandas).
 """
@@ -29,6 +34,13 @@ _HOMES = {
                      "ReaderError"), "rnncore.textbook.reader"),
     **dict.fromkeys(("measure_stopping", "load_stopping_result", "StoppingConfig",
                      "StoppingResult", "StoppingError"), "rnncore.textbook.stopping"),
+    **{name: "rnncore.textbook.couplets" for name in (
+        "measure_couplets", "load_couplets_result", "CoupletsConfig", "CoupletsResult",
+        "CoupletError", "poem_couplets")},
+    **{name: "rnncore.textbook.duiju" for name in (
+        "match_line", "MatchConfig", "CoupletMatch", "check_first_line", "couplet_checks")},
+    **{name: "rnncore.textbook.seq2seq" for name in (
+        "Seq2Seq", "Seq2SeqConfig", "Seq2SeqError", "attend")},
 }
 __all__ = sorted(_HOMES)
 

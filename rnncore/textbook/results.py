@@ -1,13 +1,25 @@
 """Shipped results of the chapter's experiments (``rnncore/assets/results/*.json``): where
-one lives, reading one back, and the command-line tail that runs an experiment and writes
-its result."""
+one lives, a result dataclass to and from JSON, reading one back, and the command-line tail
+that runs an experiment and writes its result."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
 import json
 import sys
 from pathlib import Path
 from typing import Callable
+
+
+class JSONResult:
+    """Mixin for a result dataclass: ``to_dict()`` (every field) and ``from_dict()``."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        return cls(**data)
 
 
 def result_path(name: str) -> Path:
