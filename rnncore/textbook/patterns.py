@@ -29,8 +29,8 @@ budget (``fit``), CPU seconds per step, and **usable history**: the loss of ever
 y_t when the model may read only the start token and the last c characters
 x_0, x_(t-c+1) .. x_t (from the zero state, as a poem starts; targets with t <= c keep
 their whole history), for c = 1, 2, 4, ...; the
-usable history is the smallest c whose loss is within ``tolerance`` bits of the loss with
-the whole poem. Shapes: tokens (B, T), embeddings (B, T, E), h (B, T, H), logits (B, T, V).
+usable history is the smallest c from which on the loss stays within ``tolerance`` bits of
+the loss with the whole poem. Shapes: tokens (B, T), embeddings (B, T, E), h (B, T, H), logits (B, T, V).
 Recompute the shipped result: ``python -m rnncore.textbook.patterns --out
 rnncore/assets/results/patterns.json`` (defaults; ~10 CPU minutes on one thread).
 """
@@ -76,12 +76,12 @@ class OutputRecurrentLM(nn.Module):
     def hidden(self, tokens: Tensor) -> Tensor:
         """Teacher forcing: tokens (B, T) -> h (B, T, H), every step at once."""
         a = self.U(self.embedding(tokens))
+        T = tokens.shape[1]
         for j, table in enumerate(self.W, start=1):
-            # y_(t-j) = x_(t-j+1): the inputs shifted right by j - 1, zero before the poem
-            fed = table(tokens)
-            if j > 1:
-                fed = F.pad(fed[:, :-(j - 1)], (0, 0, j - 1, 0))
-            a = a + fed
+            # y_(t-j) = x_(t-j+1) for t >= j (inputs 1 .. T-j moved to steps j .. T-1),
+            # the zero vector before the poem's first output
+            if j < T:
+                a = a + F.pad(table(tokens[:, 1:T - j + 1]), (0, 0, j, 0))
         return torch.tanh(a)
 
     def forward(self, tokens: Tensor, state=None, feedback: str = "teacher"
@@ -233,8 +233,8 @@ class PatternsResult:
                 f"{self.poems} held-out poems: pattern 1, the tanh RNN, took "
                 f"{f1['steps']} steps ({1000 * f1['sec_per_step']:.0f} ms each) and reaches "
                 f"{f1['val_bpc']:.2f} bits per character; it uses {_usable(rnn)} of "
-                f"history (the smallest context within {self.config['tolerance']} bits of "
-                f"the whole poem's {rnn['full_bits']:.2f}; reading one character it needs "
+                f"history (from there on the loss is within {self.config['tolerance']} bits "
+                f"of the whole poem's {rnn['full_bits']:.2f}; reading one character it needs "
                 f"{rnn['context'][min(rnn['context'])]:.2f}). ")
         for m in p2:
             f = m["fit"]
@@ -275,8 +275,14 @@ def _usable(m: dict) -> str:
 
 
 def usable_history(context: dict[int, float], full: float, tolerance: float) -> int | None:
-    """The smallest c whose loss is within ``tolerance`` bits of the whole-poem loss."""
-    return next((c for c in sorted(context) if context[c] <= full + tolerance), None)
+    """The smallest c from which on (c and every longer context measured) the loss stays
+    within ``tolerance`` bits of the whole-poem loss; None if even the longest does not."""
+    usable = None
+    for c in sorted(context, reverse=True):
+        if abs(context[c] - full) > tolerance:
+            break
+        usable = c
+    return usable
 
 
 def measure_patterns(cfg: PatternsConfig | None = None, data=None) -> PatternsResult:
