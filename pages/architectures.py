@@ -5,9 +5,9 @@ A short router: every experiment is one section module in ``pages/arch/`` with a
 """
 import streamlit as st
 
-from pages.arch import exposure, leaky, trees
+from pages.arch import depth, exposure, leaky, patterns, trees
 
-SECTIONS = [leaky, trees, exposure]
+SECTIONS = [leaky, trees, exposure, patterns, depth]
 
 st.title("Architectures: the textbook's claims, measured")
 st.markdown(

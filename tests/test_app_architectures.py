@@ -25,12 +25,19 @@ def test_architectures_page_runs_every_experiment():
     at.switch_page("pages/architectures.py").run()
     _ok(at)
     headers = _texts(at.header)
-    assert headers == ["1. Leaky units", "2. Recursive networks",
-                       "3. Teacher forcing versus free running"]
-    assert len(at.get("plotly_chart")) == 4           # 2 leaky, 1 tree, 1 exposure (shipped)
+    # every section's header is present, numbered in page order (other sections may join)
+    for title in ("Leaky units", "Recursive networks", "Teacher forcing versus free running",
+                  "Recurrence through the hidden state or through the output",
+                  "Deep recurrent networks: depth in three places"):
+        assert any(h.split(". ", 1)[1] == title for h in headers), title
+    assert [int(h.split(".")[0]) for h in headers] == list(range(1, len(headers) + 1))
+    n_charts = len(at.get("plotly_chart"))
+    assert n_charts >= 6      # 2 leaky, 1 tree, 1 exposure, 1 patterns, 1 depth (shipped)
     md = " ".join(_texts(at.markdown))
-    assert md.count("**Claim.**") == 3 and md.count("**What the data say.**") == 3
+    assert md.count("**Claim.**") == len(headers)
+    assert md.count("**What the data say.**") == len(headers)
     assert "trained LSTM" in md and "depth 6 instead of 64" in md and "362 held-out" in md
+    assert "pattern 1, the tanh RNN" in md and "shallow (H = 128)" in md
     # each Run with small settings
     at.multiselect(key="arch_alphas").set_value([0.0, 0.9])
     at.select_slider(key="arch_leaky_hidden").set_value(16)
@@ -49,4 +56,32 @@ def test_architectures_page_runs_every_experiment():
     _ok(at)
     md = " ".join(_texts(at.markdown))
     assert "**This run.** On 4 held-out poems" in md
-    assert len(at.get("plotly_chart")) == 4           # the live run joins the shipped chart
+    assert len(at.get("plotly_chart")) == n_charts    # the live run joins the shipped chart
+
+
+def test_architectures_design_and_depth_runs():
+    """The two sections that train models live, with the smallest settings."""
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    at.switch_page("pages/architectures.py").run()
+    _ok(at)
+    n_charts = len(at.get("plotly_chart"))
+    at.slider(key="arch_pat_seconds").set_value(1)
+    at.select_slider(key="arch_pat_hidden").set_value(32)
+    at.number_input(key="arch_pat_poems").set_value(4)
+    at.button(key="FormSubmitter:arch_pat_form-Run").click().run()
+    _ok(at)
+    md = " ".join(_texts(at.markdown))
+    assert "**This run.** With 1 CPU seconds each" in md and "4 held-out poems" in md
+    at.slider(key="arch_depth_steps").set_value(2)
+    at.multiselect(key="arch_depth_places").set_value(["shallow", "output"])
+    at.select_slider(key="arch_depth_hidden").set_value(32)
+    at.number_input(key="arch_depth_poems").set_value(4)
+    at.button(key="FormSubmitter:arch_depth_form-Run").click().run()
+    _ok(at)
+    md = " ".join(_texts(at.markdown))
+    assert "**This run.** 2 models of" in md and "2 steps each, 4 held-out poems" in md
+    assert len(at.get("plotly_chart")) == n_charts    # live runs join the shipped charts
+    at.multiselect(key="arch_depth_places").set_value([])
+    at.button(key="FormSubmitter:arch_depth_form-Run").click().run()
+    assert not at.exception and "choose at least one place" in " ".join(_texts(at.error))

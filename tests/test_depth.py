@@ -91,7 +91,7 @@ def test_small_live_run_and_round_trip():
 
 
 def test_shipped_result():
-    r = D.load_result()
+    r = D.load_depth()
     cfg = D.DepthConfig.from_dict(r.config)
     assert r.poems == 362 and cfg.val_poems is None and cfg.places == D.PLACES
     assert "python -m rnncore.textbook.depth" in r.command
@@ -116,7 +116,7 @@ def test_bad_requests(tmp_path, capsys):
     with pytest.raises(D.DepthError, match="steps"):
         D.DepthConfig(steps=0)
     with pytest.raises(D.DepthError, match="cannot read"):
-        D.load_result(tmp_path / "missing.json")
+        D.load_depth(tmp_path / "missing.json")
     with pytest.raises(FIT.FitError, match="exactly one"):
         FIT.check_budget(None, None)
     assert D.main(["--places", "nowhere"]) == 2

@@ -121,7 +121,7 @@ def test_small_live_run_and_round_trip(data):
 
 
 def test_shipped_result():
-    r = P.load_result()
+    r = P.load_patterns()
     cfg = P.PatternsConfig.from_dict(r.config)
     assert r.poems == 362 and cfg.val_poems is None
     assert "python -m rnncore.textbook.patterns" in r.command
@@ -145,7 +145,7 @@ def test_bad_requests(tmp_path, capsys):
     with pytest.raises(P.PatternsError, match="feedback"):
         _pattern2(1)(torch.zeros(1, 2, dtype=torch.long), feedback="oracle")
     with pytest.raises(P.PatternsError, match="cannot read"):
-        P.load_result(tmp_path / "missing.json")
+        P.load_patterns(tmp_path / "missing.json")
     with pytest.raises(FIT.FitError, match="exactly one"):
         FIT.check_budget(3, 2.0)
     assert P.main(["--seconds", "-1"]) == 2

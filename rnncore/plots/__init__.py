@@ -4,7 +4,7 @@ The Streamlit pages and the benchmark reports both call these, so a chart looks 
 wherever it is shown. Builders are pure: data in (arrays, DataFrames, dicts), a
 ``plotly.graph_objects.Figure`` out; no computation of the quantities themselves.
 ``training`` (the Train page), ``gradflow`` (the Gradient Flow page), ``bench`` (the
-Benchmarks page and reports), ``textbook`` (the Architectures page), ``_base`` (template,
+Benchmarks page and reports), ``textbook`` and ``designs`` (the Architectures page), ``_base`` (template,
 colours, log axes).
 """
 from rnncore.plots._base import CELL_COLORS, TEMPLATE
@@ -12,6 +12,8 @@ from rnncore.plots.bench import (ENGINE_COLORS, STEP_PART_COLORS, bptt_memory_fi
                                  bptt_time_figure, convergence_figure,
                                  gradient_fidelity_figure, layer_benchmark_figure,
                                  step_breakdown_figure)
+from rnncore.plots.designs import (PATTERN_COLORS, PLACE_COLORS, depth_figure,
+                                   patterns_figure)
 from rnncore.plots.gradflow import (activation_heatmap_figure, gate_stats_figure,
                                     grad_norm_heatmap_figure, jacobian_lag_figure,
                                     truncation_bias_figure)
@@ -26,5 +28,6 @@ __all__ = [
     "jacobian_lag_figure", "layer_benchmark_figure", "step_breakdown_figure",
     "throughput_figure", "training_loss_figure", "truncation_bias_figure",
     "EXPOSURE_COLORS", "EXPOSURE_NAMES", "exposure_figure", "leaky_lag_figure",
-    "retention_figure", "tree_chain_figure",
+    "retention_figure", "tree_chain_figure", "PATTERN_COLORS", "PLACE_COLORS",
+    "depth_figure", "patterns_figure",
 ]

@@ -5,6 +5,10 @@
     tree_vs_chain, TreeResult ||d root/d x_i||: chain vs balanced tree          (gradflow.tree)
     measure_exposure, load_result, ExposureConfig, ExposureResult
                               teacher forcing vs free running                   (exposure)
+    OutputRecurrentLM, measure_patterns, load_patterns, PatternsConfig, PatternsResult
+                              design patterns 1 and 2 at equal CPU time (textbook.patterns)
+    DeepRNNLM, measure_depth, load_depth, DepthConfig, DepthResult, PLACES
+                              depth in three places at equal parameters    (textbook.depth)
 
 Loaded lazily (``rnncore.textbook.leaky`` needs torch only; the probes need pandas).
 """
@@ -21,6 +25,16 @@ _HOMES = {
     "measure_exposure": "rnncore.exposure", "load_result": "rnncore.exposure",
     "ExposureConfig": "rnncore.exposure", "ExposureResult": "rnncore.exposure",
     "ExposureError": "rnncore.exposure",
+    "OutputRecurrentLM": "rnncore.textbook.patterns",
+    "measure_patterns": "rnncore.textbook.patterns",
+    "PatternsConfig": "rnncore.textbook.patterns",
+    "PatternsResult": "rnncore.textbook.patterns",
+    "PatternsError": "rnncore.textbook.patterns",
+    "load_patterns": "rnncore.textbook.patterns",
+    "DeepRNNLM": "rnncore.textbook.depth", "measure_depth": "rnncore.textbook.depth",
+    "DepthConfig": "rnncore.textbook.depth", "DepthResult": "rnncore.textbook.depth",
+    "DepthError": "rnncore.textbook.depth", "load_depth": "rnncore.textbook.depth",
+    "PLACES": "rnncore.textbook.depth",
 }
 __all__ = sorted(_HOMES)
 

@@ -39,6 +39,8 @@ from rnncore.textbook.results import load_json, write_json
 PLACES = ("shallow", "input", "transition", "output")
 COMMAND = "python -m rnncore.textbook.depth --out rnncore/assets/results/depth.json"
 RESULT_NAME = "depth.json"
+# one seed per model: a gain below this many bits is not called a gain
+MARGIN = 0.02
 
 
 class DepthError(FitError):
@@ -179,23 +181,26 @@ class DepthResult:
         if ref is None:
             return text + f"Best: {best['place']}."
         deep = [m for m in ms if m is not ref]
-        better = [m["place"] for m in deep if m["fit"]["val_bpc"] < ref["fit"]["val_bpc"]]
+        gain = {m["place"]: ref["fit"]["val_bpc"] - m["fit"]["val_bpc"] for m in deep}
+        better = [p for p, g in gain.items() if g > MARGIN]
         if better:
-            text += (f"Depth helped in {', '.join(better)} (best: {best['place']}, "
-                     f"{ref['fit']['val_bpc'] - best['fit']['val_bpc']:.3f} bits below the "
-                     f"shallow RNN), as Pascanu et al. report at equal size")
-            worse = [m["place"] for m in deep if m["place"] not in better]
-            text += (f"; {', '.join(worse)} did not" if worse else "") + ". "
+            text += (f"Depth helped by more than {MARGIN} bits in {', '.join(better)} (best: "
+                     f"{best['place']}, {gain[best['place']]:.3f} bits below the shallow "
+                     f"RNN), as Pascanu et al. report at equal size")
+            rest = [p for p in gain if p not in better]
+            text += (f"; {', '.join(rest)} did not" if rest else "") + ". "
         elif deep:
-            text += ("No deep variant beat the shallow RNN at equal parameter count here, "
-                     "contrary to the claim that depth helps. ")
+            text += (f"No deep variant beat the shallow RNN by more than {MARGIN} bits at "
+                     f"equal parameter count here, contrary to the claim that depth helps. ")
         slow = max(ms, key=lambda m: m["fit"]["sec_per_step"])
+        narrow = min(ms, key=lambda m: m["hidden_size"])
         text += (f"The slowest step is {slow['place']}'s, "
                  f"{slow['fit']['sec_per_step'] / ref['fit']['sec_per_step']:.2f}× the "
-                 f"shallow one. The extra layer costs only {1 - min(m['hidden_size'] for m in ms) / ref['hidden_size']:.0%}"
-                 f" of the hidden width: the embedding and the softmax hold "
-                 f"{1 - ref['core'] / ref['parameters']:.0%} of the shallow model's "
-                 f"parameters.")
+                 f"shallow one. Matching the count cost the deep models little width "
+                 f"(H = {narrow['hidden_size']} instead of {ref['hidden_size']}): the "
+                 f"embedding and the softmax hold {1 - ref['core'] / ref['parameters']:.0%} "
+                 f"of the parameters, so the recurrent core grows from {ref['core']:,} to "
+                 f"{max(m['core'] for m in ms):,}.")
         return text
 
 
@@ -223,7 +228,7 @@ def measure_depth(cfg: DepthConfig | None = None, data=None) -> DepthResult:
                        poems=len(val), extra={"torch": torch.__version__, "vocab_size": V})
 
 
-def load_result(path=None) -> DepthResult:
+def load_depth(path=None) -> DepthResult:
     """The shipped result (or one at ``path``); ``DepthError`` if missing or malformed."""
     return load_json(DepthResult, RESULT_NAME, path, DepthError, "depth")
 
