@@ -37,7 +37,7 @@ def test_architectures_page_runs_every_experiment():
     assert md.count("**Claim.**") == len(headers)
     assert md.count("**What the data say.**") == len(headers)
     assert "trained LSTM" in md and "depth 6 instead of 64" in md and "362 held-out" in md
-    assert "pattern 1, the tanh RNN" in md and "shallow (H = 128)" in md
+    assert "pattern 1, the tanh RNN" in md and "shallow (H = 64)" in md
     # each Run with small settings
     at.multiselect(key="arch_alphas").set_value([0.0, 0.9])
     at.select_slider(key="arch_leaky_hidden").set_value(16)

@@ -99,7 +99,7 @@ def test_shipped_result():
         assert m["fit"]["steps"] == cfg.steps
         assert abs(m["parameters"] / r.reference_parameters - 1) < 0.02
         assert 3.0 < m["fit"]["val_bpc"] < 12.5
-    assert "shallow (H = 128)" in r.describe()
+    assert "shallow (H = 64)" in r.describe()
 
 
 def test_fit_takes_exactly_the_step_budget():

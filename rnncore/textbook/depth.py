@@ -19,7 +19,7 @@ time per step compares the architectures, not two engines.
 
 Shapes: tokens (B, T) -> e (B, T, E) -> W e for all steps at once (B, T, H) -> h (B, T, H)
 -> logits (B, T, V). Recompute the shipped result: ``python -m rnncore.textbook.depth
---out rnncore/assets/results/depth.json`` (defaults; ~15 CPU minutes on one thread).
+--out rnncore/assets/results/depth.json`` (defaults; ~3 CPU minutes on one thread).
 """
 from __future__ import annotations
 
@@ -122,9 +122,9 @@ class DepthConfig(DictConfig):
     config_error = DepthError
 
     places: tuple[str, ...] = PLACES
-    embedding_dim: int = 64
-    hidden_size: int = 128
-    steps: int = 400
+    embedding_dim: int = 32
+    hidden_size: int = 64
+    steps: int = 150
     batch_size: int = 32
     lr: float = 3e-3
     seed: int = 0

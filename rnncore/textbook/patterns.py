@@ -32,7 +32,7 @@ their whole history), for c = 1, 2, 4, ...; the usable history is the smallest c
 which on the loss stays within ``tolerance`` bits of the loss with the whole poem.
 Shapes: tokens (B, T), embeddings (B, T, E), h (B, T, H), logits (B, T, V).
 Recompute the shipped result: ``python -m rnncore.textbook.patterns --out
-rnncore/assets/results/patterns.json`` (defaults; ~7 CPU minutes on one thread).
+rnncore/assets/results/patterns.json`` (defaults; ~3 CPU minutes on one thread).
 """
 from __future__ import annotations
 
@@ -167,10 +167,10 @@ class PatternsConfig(DictConfig):
 
     config_error = PatternsError
 
-    embedding_dim: int = 64
-    hidden_size: int = 128
+    embedding_dim: int = 32
+    hidden_size: int = 64
     orders: tuple[int, ...] = (1, 4)
-    seconds: float = 90.0
+    seconds: float = 45.0
     batch_size: int = 32
     lr: float = 3e-3
     seed: int = 0
