@@ -2,7 +2,7 @@
 output, at equal parameter count."""
 import streamlit as st
 
-from pages.arch._data import bundled_data
+from pages.arch._live import bundled_data, show_results
 from rnncore import plots
 from rnncore import textbook as TB
 
@@ -38,17 +38,6 @@ def render(number: int) -> None:
                         data=bundled_data())
                 except ValueError as exc:
                     st.error(str(exc))
-    live = st.session_state.get("arch_depth_live")
-    results = {}
-    if shipped is not None:
-        results["shipped"] = shipped.to_dict()
-    if live is not None:
-        results["this run"] = live.to_dict()
-    if results:
-        st.plotly_chart(plots.depth_figure(results), key="arch_depth")
-    if shipped is not None:
-        st.markdown("**What the data say.** " + shipped.describe())
-        st.caption(f"Shipped result, recomputed by `{shipped.command}`. Every model runs "
-                   "the same autograd time loop; CPU time per step on one thread.")
-    if live is not None:
-        st.markdown("**This run.** " + live.describe())
+    show_results(shipped, st.session_state.get("arch_depth_live"), plots.depth_figure,
+                 "arch_depth", "Every model runs the same autograd time loop; CPU time per "
+                 "step on one thread.")

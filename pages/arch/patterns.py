@@ -2,7 +2,7 @@
 recurrence, teacher forced) at equal CPU time."""
 import streamlit as st
 
-from pages.arch._data import bundled_data
+from pages.arch._live import bundled_data, show_results
 from rnncore import plots
 from rnncore import textbook as TB
 
@@ -42,18 +42,8 @@ def render(number: int) -> None:
                                           contexts=(1, 2, 4, 8, 16)), data=bundled_data())
                 except ValueError as exc:
                     st.error(str(exc))
-    live = st.session_state.get("arch_pat_live")
-    results = {}
-    if shipped is not None:
-        results["shipped"] = shipped.to_dict()
-    if live is not None:
-        results["this run"] = live.to_dict()
-    if results:
-        st.plotly_chart(plots.patterns_figure(results), key="arch_patterns")
-    if shipped is not None:
-        st.markdown("**What the data say.** " + shipped.describe())
-        st.caption(f"Shipped result, recomputed by `{shipped.command}`. Pattern 2: "
-                   "h(t) = tanh(U x(t) + Σ_j W_j y(t−j) + b), y the one-hot true "
-                   "character; “own feedback” puts softmax(o(t−j)) in its place.")
-    if live is not None:
-        st.markdown("**This run.** " + live.describe())
+    show_results(shipped, st.session_state.get("arch_pat_live"), plots.patterns_figure,
+                 "arch_patterns",
+                 "Pattern 2: h(t) = tanh(U x(t) + Σ_j W_j y(t−j) + b), y the one-hot true "
+                 "character; “own feedback” puts softmax(o(t−j)) in its place. CPU time on "
+                 "one thread.")

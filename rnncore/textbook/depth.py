@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -34,7 +34,7 @@ from rnncore.cells import rnn_cell
 from rnncore.configs import DictConfig
 from rnncore.data import Vocab
 from rnncore.textbook.fit import FitError, check_budget, fit, parameter_count
-from rnncore.textbook.results import load_json, write_json
+from rnncore.textbook.results import JsonResult, check_positive, load_json, write_json
 
 PLACES = ("shallow", "input", "transition", "output")
 COMMAND = "python -m rnncore.textbook.depth --out rnncore/assets/results/depth.json"
@@ -134,21 +134,16 @@ class DepthConfig(DictConfig):
         self.places = tuple(check_place(p) for p in self.places)
         if not self.places:
             raise DepthError("choose at least one place")
-        for name in ("embedding_dim", "hidden_size", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise DepthError(f"{name} must be a positive integer, got {v!r}")
+        check_positive(self, ("embedding_dim", "hidden_size", "batch_size", "val_poems"),
+                       DepthError, optional=("val_poems",))
         try:
             check_budget(self.steps, None)
         except FitError as exc:
             raise DepthError(str(exc)) from None
-        if self.val_poems is not None and (not isinstance(self.val_poems, int)
-                                           or self.val_poems < 1):
-            raise DepthError(f"val_poems must be a positive integer, got {self.val_poems!r}")
 
 
 @dataclass
-class DepthResult:
+class DepthResult(JsonResult):
     """``models``: one dict per place: place, hidden_size, parameters, core (parameters
     outside the embedding and the softmax), fit (``FitRecord.to_dict``)."""
 
@@ -158,13 +153,6 @@ class DepthResult:
     poems: int
     command: str = COMMAND
     extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "DepthResult":
-        return cls(**data)
 
     def describe(self) -> str:
         """What the numbers say (computed from them)."""

@@ -11,12 +11,13 @@ Held-out bits per character come from ``trainer.evaluate_model`` (whole poems, z
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
 from rnncore.data import IGNORE_INDEX, poem_batches
+from rnncore.textbook.results import JsonResult
 from rnncore.trainer.evaluate import LN2, evaluate_model
 
 
@@ -25,7 +26,7 @@ class FitError(ValueError):
 
 
 @dataclass
-class FitRecord:
+class FitRecord(JsonResult):
     """One model's run: ``steps`` taken, ``cpu_seconds`` spent on them (evaluation
     excluded), ``sec_per_step``, the final held-out ``val_bpc``; ``curve`` holds
     [step, cpu seconds, held-out bpc] at evenly spaced points of the budget."""
@@ -36,9 +37,6 @@ class FitRecord:
     val_bpc: float
     train_bpc: float
     curve: list = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def check_budget(steps, seconds) -> None:

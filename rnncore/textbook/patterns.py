@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from rnncore.configs import DictConfig
 from rnncore.data import IGNORE_INDEX, Vocab, collate_poems
 from rnncore.textbook.fit import LN2, FitError, check_budget, fit, parameter_count
-from rnncore.textbook.results import load_json, write_json
+from rnncore.textbook.results import JsonResult, check_positive, load_json, write_json
 
 COMMAND = "python -m rnncore.textbook.patterns --out rnncore/assets/results/patterns.json"
 RESULT_NAME = "patterns.json"
@@ -179,10 +179,8 @@ class PatternsConfig(DictConfig):
     tolerance: float = 0.02
 
     def __post_init__(self) -> None:
-        for name in ("embedding_dim", "hidden_size", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise PatternsError(f"{name} must be a positive integer, got {v!r}")
+        check_positive(self, ("embedding_dim", "hidden_size", "batch_size", "val_poems"),
+                       PatternsError, optional=("val_poems",))
         try:
             check_budget(None, self.seconds)
         except FitError as exc:
@@ -193,13 +191,10 @@ class PatternsConfig(DictConfig):
             if not vals or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
                                for v in vals):
                 raise PatternsError(f"{name} must be positive integers, got {vals!r}")
-        if self.val_poems is not None and (not isinstance(self.val_poems, int)
-                                           or self.val_poems < 1):
-            raise PatternsError(f"val_poems must be a positive integer, got {self.val_poems!r}")
 
 
 @dataclass
-class PatternsResult:
+class PatternsResult(JsonResult):
     """``models``: one dict per model: name, pattern (1 or 2), order (k, pattern 2),
     parameters, fit (``FitRecord.to_dict``), context {c: bits}, full_bits, usable (the
     usable history in characters, None if no c reached it), own_bpc (pattern 2 fed its
@@ -211,12 +206,9 @@ class PatternsResult:
     command: str = COMMAND
     extra: dict = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, data: dict) -> "PatternsResult":
-        r = cls(**data)
+        r = super().from_dict(data)
         for m in r.models:               # JSON turned the context keys into strings
             m["context"] = {int(c): b for c, b in m["context"].items()}
         return r

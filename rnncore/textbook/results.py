@@ -1,11 +1,33 @@
-"""Shipped results of the chapter's experiments: JSON files in ``rnncore/assets/results/``,
+"""Results of the chapter's experiments: JSON files in ``rnncore/assets/results/``,
 each written by its module's own command (the command string is stored in the result)."""
 from __future__ import annotations
 
 import importlib.resources
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
+
+
+class JsonResult:
+    """Mixin for result dataclasses: ``to_dict()`` / ``from_dict()`` (plain JSON values)."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        return cls(**data)
+
+
+def check_positive(cfg, names, error: type[ValueError], optional=()) -> None:
+    """Each of ``names`` on ``cfg`` a positive int (those in ``optional`` may be None)."""
+    for name in names:
+        v = getattr(cfg, name)
+        if v is None and name in optional:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise error(f"{name} must be a positive integer, got {v!r}")
 
 
 def result_path(name: str) -> Path:
