@@ -34,7 +34,7 @@ from rnncore.cells import rnn_cell
 from rnncore.configs import DictConfig
 from rnncore.data import Vocab
 from rnncore.textbook.fit import FitError, check_budget, fit, parameter_count
-from rnncore.textbook.results import JsonResult, check_positive, load_json, write_json
+from rnncore.textbook.results import JsonResult, check_positive, load_json, run_cli
 
 PLACES = ("shallow", "input", "transition", "output")
 COMMAND = "python -m rnncore.textbook.depth --out rnncore/assets/results/depth.json"
@@ -227,21 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=DepthConfig.steps)
     p.add_argument("--hidden-size", type=int, default=DepthConfig.hidden_size)
     p.add_argument("--places", nargs="+", default=list(PLACES))
-    p.add_argument("--val-poems", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="write the JSON here (default: stdout)")
-    args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    try:
-        result = measure_depth(DepthConfig(
-            places=tuple(args.places), steps=args.steps, hidden_size=args.hidden_size,
-            val_poems=args.val_poems, seed=args.seed))
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    write_json(result.to_dict(), args.out)
-    print(result.describe(), file=sys.stderr)
-    return 0
+    return run_cli(p, lambda a: measure_depth(DepthConfig(
+        places=tuple(a.places), steps=a.steps, hidden_size=a.hidden_size,
+        val_poems=a.val_poems, seed=a.seed)), argv)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from rnncore.configs import DictConfig
 from rnncore.data import IGNORE_INDEX, Vocab, collate_poems
 from rnncore.textbook.fit import LN2, FitError, check_budget, fit, parameter_count
-from rnncore.textbook.results import JsonResult, check_positive, load_json, write_json
+from rnncore.textbook.results import JsonResult, check_positive, load_json, run_cli
 
 COMMAND = "python -m rnncore.textbook.patterns --out rnncore/assets/results/patterns.json"
 RESULT_NAME = "patterns.json"
@@ -319,21 +319,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="CPU seconds of training per model")
     p.add_argument("--orders", type=int, nargs="+", default=list(PatternsConfig.orders))
     p.add_argument("--hidden-size", type=int, default=PatternsConfig.hidden_size)
-    p.add_argument("--val-poems", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="write the JSON here (default: stdout)")
-    args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    try:
-        result = measure_patterns(PatternsConfig(
-            seconds=args.seconds, orders=tuple(args.orders), hidden_size=args.hidden_size,
-            val_poems=args.val_poems, seed=args.seed))
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    write_json(result.to_dict(), args.out)
-    print(result.describe(), file=sys.stderr)
-    return 0
+    return run_cli(p, lambda a: measure_patterns(PatternsConfig(
+        seconds=a.seconds, orders=tuple(a.orders), hidden_size=a.hidden_size,
+        val_poems=a.val_poems, seed=a.seed)), argv)
 
 
 if __name__ == "__main__":

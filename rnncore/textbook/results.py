@@ -53,3 +53,26 @@ def write_json(data: dict, out: str | None) -> None:
         Path(out).write_text(text)
     else:
         sys.stdout.write(text)
+
+
+def run_cli(parser, measure, argv=None) -> int:
+    """The experiments' command line: ``parser`` with its own options gains ``--val-poems``,
+    ``--seed`` and ``--out``; ``measure(args)`` runs on one torch thread and returns the
+    result, written as JSON (its ``describe()`` to stderr). A ``ValueError`` is one line
+    ``error: ...`` and exit status 2."""
+    import torch
+
+    parser.add_argument("--val-poems", type=int, default=None,
+                        help="the first N held-out poems (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="write the JSON here (default: stdout)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    try:
+        result = measure(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    write_json(result.to_dict(), args.out)
+    print(result.describe(), file=sys.stderr)
+    return 0
