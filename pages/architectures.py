@@ -5,9 +5,10 @@ A short router: every experiment is one section module in ``pages/arch/`` with a
 """
 import streamlit as st
 
-from pages.arch import couplets, exposure, leaky, readers, stopping, trees
+from pages.arch import (couplets, depth, exposure, leaky, patterns, readers, stopping,
+                        trees)
 
-SECTIONS = [leaky, trees, exposure, couplets, readers, stopping]
+SECTIONS = [patterns, exposure, couplets, readers, leaky, stopping, depth, trees]  # chapter order
 
 st.title("Architectures: the textbook's claims, measured")
 st.markdown(

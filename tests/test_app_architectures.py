@@ -24,17 +24,20 @@ def test_architectures_page_runs_every_experiment():
     at.run()
     at.switch_page("pages/architectures.py").run()
     _ok(at)
-    headers = [h.split(". ", 1)[1] for h in _texts(at.header)]
+    headers = _texts(at.header)
+    # every section's header is present, numbered in page order (other sections may join)
     for title in ("Leaky units", "Recursive networks", "Teacher forcing versus free running",
-                  *SECTION_TITLES):
-        assert title in headers
-    assert _texts(at.header)[0].startswith("1. ")  # numbered in SECTIONS order
-    charts = at.get("plotly_chart")
-    assert len(charts) >= 4 + 3                       # 2 leaky, 1 tree, 1 exposure + ours
+                  "Recurrence through the hidden state or through the output",
+                  "Deep recurrent networks: depth in three places", *SECTION_TITLES):
+        assert any(h.split(". ", 1)[1] == title for h in headers), title
+    assert [int(h.split(".")[0]) for h in headers] == list(range(1, len(headers) + 1))
+    n_charts = len(at.get("plotly_chart"))
+    assert n_charts >= 9      # 2 leaky, 1 tree, 1 exposure, patterns, depth, readers, length
     md = " ".join(_texts(at.markdown))
     assert md.count("**Claim.**") == len(headers)
-    assert md.count("**What the data say.**") >= len(headers)
+    assert md.count("**What the data say.**") >= len(headers)  # readers: one per task
     assert "trained LSTM" in md and "depth 6 instead of 64" in md and "362 held-out" in md
+    assert "pattern 1, the tanh RNN" in md and "shallow (H = 64)" in md
     # each Run with small settings
     at.multiselect(key="arch_alphas").set_value([0.0, 0.9])
     at.select_slider(key="arch_leaky_hidden").set_value(16)
@@ -109,3 +112,31 @@ def test_architectures_couplet_section():
     _ok(at)
     assert "**This run.** On 400 held-out couplets" in " ".join(_texts(at.markdown))
     assert len(at.get("plotly_chart")) == charts     # the live run joins the shipped chart
+
+
+def test_architectures_design_and_depth_runs():
+    """The two sections that train models live, with the smallest settings."""
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    at.switch_page("pages/architectures.py").run()
+    _ok(at)
+    n_charts = len(at.get("plotly_chart"))
+    at.slider(key="arch_pat_seconds").set_value(1)
+    at.select_slider(key="arch_pat_hidden").set_value(32)
+    at.number_input(key="arch_pat_poems").set_value(4)
+    at.button(key="FormSubmitter:arch_pat_form-Run").click().run()
+    _ok(at)
+    md = " ".join(_texts(at.markdown))
+    assert "**This run.** With 1 CPU seconds each" in md and "4 held-out poems" in md
+    at.slider(key="arch_depth_steps").set_value(2)
+    at.multiselect(key="arch_depth_places").set_value(["shallow", "output"])
+    at.select_slider(key="arch_depth_hidden").set_value(32)
+    at.number_input(key="arch_depth_poems").set_value(4)
+    at.button(key="FormSubmitter:arch_depth_form-Run").click().run()
+    _ok(at)
+    md = " ".join(_texts(at.markdown))
+    assert "**This run.** 2 models of" in md and "2 steps each, 4 held-out poems" in md
+    assert len(at.get("plotly_chart")) == n_charts    # live runs join the shipped charts
+    at.multiselect(key="arch_depth_places").set_value([])
+    at.button(key="FormSubmitter:arch_depth_form-Run").click().run()
+    assert not at.exception and "choose at least one place" in " ".join(_texts(at.error))

@@ -4,9 +4,8 @@ The Streamlit pages and the benchmark reports both call these, so a chart looks 
 wherever it is shown. Builders are pure: data in (arrays, DataFrames, dicts), a
 ``plotly.graph_objects.Figure`` out; no computation of the quantities themselves.
 ``training`` (the Train page), ``gradflow`` (the Gradient Flow page), ``bench`` (the
-Benchmarks page and reports), ``textbook``, ``readers`` and ``couplets`` (the
-Architectures page),
-``_base`` (template, colours, log axes).
+Benchmarks page and reports), ``textbook``, ``designs``, ``readers`` and ``couplets``
+(the Architectures page), ``_base`` (template, colours, log axes).
 """
 from rnncore.plots._base import CELL_COLORS, TEMPLATE
 from rnncore.plots.bench import (ENGINE_COLORS, STEP_PART_COLORS, bptt_memory_figure,
@@ -14,6 +13,8 @@ from rnncore.plots.bench import (ENGINE_COLORS, STEP_PART_COLORS, bptt_memory_fi
                                  gradient_fidelity_figure, layer_benchmark_figure, qps_figure,
                                  step_breakdown_figure)
 from rnncore.plots.couplets import COUPLET_COLORS, couplet_figure
+from rnncore.plots.designs import (PATTERN_COLORS, PLACE_COLORS, depth_figure,
+                                   patterns_figure)
 from rnncore.plots.gradflow import (activation_heatmap_figure, gate_stats_figure,
                                     grad_norm_heatmap_figure, jacobian_lag_figure,
                                     truncation_bias_figure)
@@ -33,4 +34,5 @@ __all__ = [
     "retention_figure", "tree_chain_figure", "COUPLET_COLORS", "couplet_figure",
     "LENGTH_COLORS", "LENGTH_NAMES", "READER_COLORS", "READER_NAMES",
     "length_distribution_figure", "reader_accuracy_figure",
+    "PATTERN_COLORS", "PLACE_COLORS", "depth_figure", "patterns_figure",
 ]

@@ -14,6 +14,10 @@
                                                                      (textbook.couplets)
     match_line, MatchConfig   the 下句 for a 上句 under the verse rules  (textbook.duiju)
     Seq2Seq, Seq2SeqConfig, attend   the encoder-decoder              (textbook.seq2seq)
+    OutputRecurrentLM, measure_patterns, load_patterns, PatternsConfig, PatternsResult
+                              design patterns 1 and 2 at equal CPU time (textbook.patterns)
+    DeepRNNLM, measure_depth, load_depth, DepthConfig, DepthResult, PLACES
+                              depth in three places at equal parameters    (textbook.depth)
 
 Loaded lazily (``rnncore.textbook.leaky`` needs torch only; the probes need pandas).
 """
@@ -41,6 +45,16 @@ _HOMES = {
         "match_line", "MatchConfig", "CoupletMatch", "check_first_line", "couplet_checks")},
     **{name: "rnncore.textbook.seq2seq" for name in (
         "Seq2Seq", "Seq2SeqConfig", "Seq2SeqError", "attend")},
+    "OutputRecurrentLM": "rnncore.textbook.patterns",
+    "measure_patterns": "rnncore.textbook.patterns",
+    "PatternsConfig": "rnncore.textbook.patterns",
+    "PatternsResult": "rnncore.textbook.patterns",
+    "PatternsError": "rnncore.textbook.patterns",
+    "load_patterns": "rnncore.textbook.patterns",
+    "DeepRNNLM": "rnncore.textbook.depth", "measure_depth": "rnncore.textbook.depth",
+    "DepthConfig": "rnncore.textbook.depth", "DepthResult": "rnncore.textbook.depth",
+    "DepthError": "rnncore.textbook.depth", "load_depth": "rnncore.textbook.depth",
+    "PLACES": "rnncore.textbook.depth",
 }
 __all__ = sorted(_HOMES)
 

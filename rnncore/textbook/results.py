@@ -62,3 +62,18 @@ def run_and_write(measure: Callable[[], object], out: str | None,
         sys.stdout.write(text)
     print(result.describe(), file=sys.stderr)
     return 0
+
+
+def run_cli(parser, measure, argv=None) -> int:
+    """An experiment's command line: ``parser`` with its own options gains ``--val-poems``,
+    ``--seed`` and ``--out``; ``measure(args)`` runs on one torch thread and its result goes
+    through ``run_and_write``."""
+    import torch
+
+    parser.add_argument("--val-poems", type=int, default=None,
+                        help="the first N held-out poems (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="write the JSON here (default: stdout)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    return run_and_write(lambda: measure(args), args.out)
