@@ -4,6 +4,7 @@ import streamlit as st
 
 from rnncore import plots
 from rnncore import textbook as TB
+from pages.arch._live import show_results
 
 
 def render(number: int) -> None:
@@ -38,20 +39,16 @@ def render(number: int) -> None:
                 except ValueError as exc:
                     st.error(str(exc))
     live = st.session_state.get("arch_cpl_live")
-    results = {}
-    if shipped is not None:
-        results[f"shipped, {shipped.val_couplets:,} couplets"] = shipped.to_dict()
-    if live is not None:
-        results[f"this run, {live.train_couplets:,} training couplets"] = live.to_dict()
-    if results:
-        st.plotly_chart(plots.couplet_figure(results), key="arch_couplets")
-    if shipped is not None:
-        st.markdown("**What the data say.** " + shipped.describe())
+
+    def examples() -> None:
         if shipped.examples:
             st.table({"上句 (held out)": [e["first"] for e in shipped.examples],
                       "real 下句": [e["real"] for e in shipped.examples],
                       "attention model's 下句": [e["model"] for e in shipped.examples]})
-        st.caption(f"Shipped result, recomputed by `{shipped.command}`. The attention model "
-                   "writes 下句 on the Generate page (**Match a line (對句)**).")
-    if live is not None:
-        st.markdown("**This run.** " + live.describe())
+
+    show_results(shipped, live, plots.couplet_figure, "arch_couplets",
+                 "The attention model writes 下句 on the Generate page "
+                 "(**Match a line (對句)**).",
+                 labels=(f"shipped, {shipped.val_couplets:,} couplets" if shipped else "",
+                         f"this run, {live.train_couplets:,} training couplets" if live else ""),
+                 extra=examples)

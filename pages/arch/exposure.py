@@ -3,6 +3,7 @@ import streamlit as st
 
 from rnncore import plots
 from rnncore import textbook as TB
+from pages.arch._live import show_results
 
 
 def render(number: int) -> None:
@@ -31,15 +32,6 @@ def render(number: int) -> None:
                 except ValueError as exc:
                     st.error(str(exc))
     live = st.session_state.get("arch_exp_live")
-    curves = {}
-    if shipped is not None:
-        curves[f"all {shipped.poems} poems"] = shipped.to_dict()
-    if live is not None:
-        curves[f"this run, {live.poems} poems"] = live.to_dict()
-    if curves:
-        st.plotly_chart(plots.exposure_figure(curves), key="arch_exposure")
-    if shipped is not None:
-        st.markdown("**What the data say.** " + shipped.describe())
-        st.caption(f"Shipped result, recomputed by `{shipped.command}`.")
-    if live is not None:
-        st.markdown("**This run.** " + live.describe())
+    show_results(shipped, live, plots.exposure_figure, "arch_exposure",
+                 labels=(f"all {shipped.poems} poems" if shipped else "",
+                         f"this run, {live.poems} poems" if live else ""))
