@@ -3,7 +3,7 @@ every page opens without an exception or error box, uploads are checked on arriv
 training run starts (settings folded away) and stops, a second tab sees the run and
 generates from its downloaded model, poems are shaded, the spectral-radius slider moves
 into explosion, the Benchmarks page leads with its conclusions, the Architectures page
-shows its three experiments. Screenshots of every page go
+shows the chapter's eight experiments. Screenshots of every page go
 to test-artifacts/screenshots/ (gitignored).
 
 Skipped when /usr/bin/chromium is missing, unless RNNCORE_REQUIRE_BROWSER=1.
@@ -312,10 +312,11 @@ def test_every_page_in_a_browser(server, page):
     assert page.get_by_role("link", name="See the chart").count() >= 5
     _assert_clean(page, "5-benchmarks")
 
-    # Architectures: the three experiments with their figures (computed on opening)
+    # Architectures: the chapter's eight experiments with their figures (the shipped
+    # results, and the leaky and tree probes computed on opening)
     _nav(page, "Architectures")
-    page.get_by_text("3. Teacher forcing versus free running").wait_for(timeout=120_000)
+    page.get_by_text("8. Recursive networks").wait_for(timeout=120_000)
     _settle(page, 120)
-    _expect_count(page.locator('[data-testid="stPlotlyChart"]'), 4)
-    assert page.get_by_text(re.compile(r"^What the data say\.")).count() == 3
+    _expect_count(page.locator('[data-testid="stPlotlyChart"]'), 10)
+    assert page.get_by_text(re.compile(r"^What the data say\.")).count() == 9  # readers: 2
     _assert_clean(page, "6-architectures")
