@@ -125,7 +125,7 @@ class DepthConfig(DictConfig):
     places: tuple[str, ...] = PLACES
     embedding_dim: int = 32
     hidden_size: int = 64
-    steps: int = 150
+    steps: int = 500
     batch_size: int = 32
     lr: float = 3e-3
     seed: int = 0
