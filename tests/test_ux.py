@@ -221,13 +221,15 @@ def test_what_to_choose_from_the_committed_reports():
     assert set(by_kind) <= set(KINDS) and "bptt_time" in by_kind
     found = {c.kind: c for c in what_to_choose(results, by_kind)}
     assert set(found) == {"bptt_time", "bptt_memory", "fidelity", "convergence", "layers",
-                          "step"}
+                          "step", "qps"}
     # the README's "What to choose" numbers, computed from the newest report of each kind
     assert "LSTM 0.99x, GRU 1.01x, RNN 1.06x" in found["bptt_time"].text
     assert "23.9 MiB" in found["bptt_memory"].text and "623 MiB" in found["bptt_memory"].text
     assert "0.99927" in found["fidelity"].text
     assert "7.77" in found["convergence"].text and "7.87" in found["convergence"].text
     assert found["bptt_time"].report == "20261123-191411-cpu"
+    assert "7.66 held-out bits per character against 8.34" in found["qps"].text
+    assert "(mean of 1 seed, +0.69) at 1.95x" in found["qps"].text
 
 
 def test_quick_reports_are_listed_but_not_concluded_from(tmp_path):
