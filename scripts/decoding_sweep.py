@@ -16,17 +16,9 @@ from pathlib import Path
 from rnncore import data as D
 from rnncore.checkpoint import load_checkpoint
 from rnncore.generate import load_default_model
-from rnncore.generate.quality import closest_to, decoding_sweep, poem_set_quality
+from rnncore.generate.quality import (closest_to, decoding_sweep, poem_set_quality,
+                                      quality_table)
 from rnncore.poetry import CorpusIndex
-
-COLUMNS = ("attested_pair_share", "distinct_pairs", "copied_run_p50", "copied_run_p95",
-           "seen_4gram_share", "rhyme_repeat_share")
-
-
-def _row(name: str, r: dict) -> str:
-    return (f"| {name} | " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c])
-                                       for c in COLUMNS) + " |")
-
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -46,9 +38,8 @@ def main() -> None:
     best = closest_to(rows, reference)
     lines = [f"# Decoding sweep ({args.form}, {args.num} poems a setting, rhyme + tones on, "
              f"{time.perf_counter() - t0:.0f} s)", "",
-             "| setting | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|",
-             _row(f"held-out real poems ({len(real)})", reference)]
-    lines += [_row(f"T {r['temperature']} top-p {r['top_p']}", r) for r in rows]
+             *quality_table("setting", [(f"held-out real poems ({len(real)})", reference)]
+                            + [(f"T {r['temperature']} top-p {r['top_p']}", r) for r in rows])]
     lines += ["", f"Nearest the real poems: temperature {best['temperature']}, "
                   f"top-p {best['top_p']} (attested {best['attested_pair_share']:.3f} "
                   f"against {reference['attested_pair_share']:.3f})."]

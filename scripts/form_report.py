@@ -23,13 +23,11 @@ import torch
 from rnncore import data as D
 from rnncore.checkpoint import load_checkpoint
 from rnncore.generate import GenerationConfig, generate, load_default_model
-from rnncore.generate.quality import poem_set_quality
+from rnncore.generate.quality import poem_set_quality, quality_table
 from rnncore.poetry import FORMS, CorpusIndex
 from rnncore.trainer import evaluate_by_form, evaluate_model
 
 FORM_ORDER = ("wujue", "qijue", "wulv", "qilv")
-COLUMNS = ("attested_pair_share", "distinct_pairs", "copied_run_p50", "copied_run_p95",
-           "seen_4gram_share", "rhyme_repeat_share")
 
 
 def _targets(real: dict, gen: dict) -> dict:
@@ -49,11 +47,6 @@ def _latency(model, vocab, num: int, repeats: int) -> float:
         generate(model, vocab, cfg)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
-
-
-def _row(name: str, r: dict) -> str:
-    return (f"| {name} | " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c])
-                                       for c in COLUMNS) + " |")
 
 
 def main() -> None:
@@ -97,9 +90,8 @@ def main() -> None:
         result["forms"][form] = {"real": real, "generated": gen, "targets": _targets(real, gen)}
         samples[form] = poems[:10]
         lines += ["", f"## {FORMS[form].name}", "",
-                  "| poems | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|",
-                  _row(f"held-out real ({real['poems']})", real),
-                  _row(f"generated ({gen['poems']})", gen), "",
+                  *quality_table("poems", [(f"held-out real ({real['poems']})", real),
+                                           (f"generated ({gen['poems']})", gen)]), "",
                   "Targets: " + ", ".join(f"{k} {'yes' if v else 'NO'}"
                                           for k, v in result["forms"][form]["targets"].items())]
     one = _latency(model, vocab, 1, 21)

@@ -39,3 +39,13 @@ def test_sweep_rows_cover_the_grid():
                           temperatures=(0.7, 1.0), top_ps=(0.9,), num=3)
     assert [(r["temperature"], r["top_p"]) for r in rows] == [(0.7, 0.9), (1.0, 0.9)]
     assert all(r["poems"] == 3 and 0 <= r["attested_pair_share"] <= 1 for r in rows)
+
+
+def test_quality_table_is_one_row_per_result_in_column_order():
+    from rnncore.generate.quality import QUALITY_COLUMNS, quality_table
+
+    r = {c: i / 8 for i, c in enumerate(QUALITY_COLUMNS)} | {"copied_run_p95": 6}
+    head, rule, row = quality_table("poems", [("real (3)", r)])
+    assert head.split(" | ")[1:-1] == list(QUALITY_COLUMNS[:-1])
+    assert rule == "|---" * 7 + "|"
+    assert row == "| real (3) | 0.000 | 0.125 | 0.250 | 6 | 0.500 | 0.625 |"

@@ -81,3 +81,19 @@ def closest_to(rows: list[dict], reference: dict, max_copied_p95: int = 6,
              and r["seen_4gram_share"] <= max_seen4] or rows
     return min(novel, key=lambda r: abs(r["attested_pair_share"]
                                         - reference["attested_pair_share"]))
+
+
+QUALITY_COLUMNS = ("attested_pair_share", "distinct_pairs", "copied_run_p50",
+                   "copied_run_p95", "seen_4gram_share", "rhyme_repeat_share")
+
+
+def quality_table(first: str, rows: Sequence[tuple[str, dict]]) -> list[str]:
+    """A Markdown table of ``poem_set_quality`` results: ``first`` names the label column,
+    one line per (label, result)."""
+    lines = [f"| {first} | " + " | ".join(QUALITY_COLUMNS) + " |",
+             "|---" * (len(QUALITY_COLUMNS) + 1) + "|"]
+    for name, r in rows:
+        lines.append(f"| {name} | " + " | ".join(
+            f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in QUALITY_COLUMNS)
+            + " |")
+    return lines
