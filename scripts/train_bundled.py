@@ -28,9 +28,14 @@ from rnncore.trainer import TrainConfig, Trainer, evaluate_by_form
 
 MAX_BYTES = 25 * 2**20
 DATA = D.DataConfig(corpus="quantangshi", form_tokens=True)
+# stage 2: the same split and vocabulary, plus the Song poems that fit them
+SONG_DATA = D.DataConfig(corpus="quantangshi", form_tokens=True, extra_train="quansongshi")
 
 
-def _train(run: Path, hidden: int, steps: int, minutes: float, device: str) -> None:
+def _train(run: Path, hidden: int, steps: int, minutes: float, device: str,
+           init: Path | None = None, lr: float = 2e-3) -> None:
+    """Train (or resume) one candidate. With ``init`` (stage 2) the run starts from that
+    run's best weights and adds the Song poems (``SONG_DATA``) to its training poems."""
     if latest_checkpoint(run) is not None:
         trainer = Trainer.resume(run, {"max_minutes": minutes, "device": device})
     else:
@@ -38,11 +43,20 @@ def _train(run: Path, hidden: int, steps: int, minutes: float, device: str) -> N
                                       hidden_size=hidden, num_layers=2, dropout=0.1,
                                       head="adaptive"),
                           TrainConfig(strategy="truncated", truncation_len=64, batch_size=64,
-                                      lr=2e-3, lr_schedule="cosine", warmup_steps=100,
+                                      lr=lr, lr_schedule="cosine", warmup_steps=100,
                                       min_lr_ratio=0.05, clip_norm=1.0, max_steps=steps,
                                       max_minutes=minutes, eval_every=500,
                                       eval_max_poems=600, checkpoint_every=500,
-                                      device=device, out_dir=str(run)), DATA)
+                                      device=device, out_dir=str(run)),
+                          DATA if init is None else SONG_DATA)
+        if init is not None:
+            start = load_checkpoint(best_checkpoint(init) or latest_checkpoint(init),
+                                    load_optimizer=False)
+            if start.vocab != trainer.vocab or start.model_config.hidden_size != hidden:
+                raise SystemExit(f"error: {init} is not a 2 x {hidden} model of this corpus")
+            trainer.model.load_state_dict(start.model.state_dict())
+            print(f"{run.name}: from {init}, {trainer.data.extra} Song poems added "
+                  f"({trainer.data.excluded})")
     result = trainer.run()
     print(f"{run.name}: {result.steps} steps, stop {result.stop_reason}, "
           f"val bpc {result.final_eval.val_bpc if result.final_eval else float('nan'):.3f}")
@@ -75,6 +89,10 @@ def main() -> None:
     ap.add_argument("--sizes", default="256,384")
     ap.add_argument("--steps", default="4500,2700",
                     help="per size: the cosine schedule's length (the run ends there)")
+    ap.add_argument("--init", default=None,
+                    help="stage 2: start each size from OUT/lstm2xH's best weights, train on "
+                         "Tang + Song into OUT/lstm2xH-song")
+    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's choice")
     ap.add_argument("--minutes", type=float, default=60.0, help="per candidate, this segment")
     ap.add_argument("--device", default="auto")
@@ -86,7 +104,12 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if not args.report_only and not args.export:
         for hidden, steps in zip(args.sizes.split(","), args.steps.split(","), strict=True):
-            _train(out / f"lstm2x{hidden}", int(hidden), int(steps), args.minutes, args.device)
+            base = out / f"lstm2x{hidden}"
+            if args.init:
+                _train(out / f"lstm2x{hidden}-song", int(hidden), int(steps), args.minutes,
+                       args.device, init=base, lr=args.lr)
+            else:
+                _train(base, int(hidden), int(steps), args.minutes, args.device, lr=args.lr)
     rows = _report(out)
     (out / "comparison.json").write_text(json.dumps(rows, indent=1, ensure_ascii=False))
     fits = [r for r in rows if r["float16_bytes"] <= MAX_BYTES]

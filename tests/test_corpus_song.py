@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from rnncore.data import CorpusError, DataConfig, load_corpus, prepare_data, split_lines
+from rnncore.data import (CorpusError, DataConfig, Poem, Vocab, bundled_held_out, load_corpus,
+                          prepare_data, split_lines)
 from rnncore.data import corpus as C
 from rnncore.data import tang
-from test_corpus_full import (EXPECTED_FORMS, FILE_SONG_1000, LAYOUT, QILV, cache,  # noqa: F401
-                              write_dir, write_tar)
+from rnncore.data.split import extra_training
+from test_corpus_full import (EXPECTED_FORMS, FILE_SONG_1000, LAYOUT, OTHER, QIJUE,  # noqa: F401
+                              QILV, SONG_QIJUE, WUJUE, WULV, cache, write_dir, write_tar)
 
 
 def test_song_files_are_read_with_the_same_rules(tmp_path, cache, monkeypatch):
@@ -57,3 +59,36 @@ def test_song_files_have_their_own_size_limit(tmp_path, cache, monkeypatch):
     monkeypatch.setattr(tang, "SONG_BYTES_FACTOR", 1)
     with pytest.raises(CorpusError, match="larger than"):
         tang.load_tang(path, dynasty="song")
+
+
+def poem(lines) -> Poem:
+    return Poem("題", "某", split_lines("".join(lines)))
+
+
+def test_extra_training_admits_only_regulated_in_vocab_unseen_poems():
+    held = bundled_held_out()[3]
+    vocab = Vocab.build(["".join(p) for p in (QILV, WULV, WUJUE, QIJUE)] + [held.text])
+    val = [poem(QILV)]
+    extra = [poem(WULV), poem(OTHER), poem(SONG_QIJUE), held, poem(QILV), poem(WUJUE)]
+    kept, dropped = extra_training(extra, vocab, val)
+    assert kept == [poem(WULV), poem(WUJUE)]
+    assert dropped == {"extra_other_form": 1, "extra_out_of_vocab": 1,
+                       "extra_bundled_held_out": 1, "extra_own_held_out": 1}
+    assert extra_training([], vocab, val) == ([], {})
+
+
+def test_extra_train_adds_song_poems_to_training_only(tmp_path, cache, monkeypatch):
+    cache.mkdir(exist_ok=True)
+    write_tar(cache / tang.TARBALL, LAYOUT)
+    monkeypatch.setattr(tang, "INTEGRITY", tang.integrity_of(tang.file_sha512(cache / tang.TARBALL)))
+    plain = prepare_data(DataConfig(corpus="quantangshi", val_fraction=0.0))
+    both = prepare_data(DataConfig(corpus="quantangshi", val_fraction=0.0, extra_train="quansongshi"))
+    # 蘇軾's 題西林壁 uses characters the Tang poems lack; the Song copy of the 七律 joins
+    assert both.extra == 1 and both.excluded == {"extra_out_of_vocab": 1}
+    assert both.train_poems == plain.train_poems + [poem(QILV)]
+    assert both.vocab == plain.vocab and both.val == plain.val and plain.extra == 0
+    assert both.train[-1] == plain.vocab.encode_poem(poem(QILV).text, "qilv")
+    with pytest.raises(CorpusError, match="extra_train must be"):
+        DataConfig(extra_train=" ")
+    assert DataConfig.from_dict(DataConfig(extra_train="quansongshi").to_dict()).extra_train == \
+        "quansongshi"

@@ -16,7 +16,8 @@ from rnncore.kinds import AUTO_ADAPTIVE_MIN_VOCAB, DEFAULT_HEAD
 
 # flag -> (config, field); None defaults mean "the dataclass default"
 DATA_FLAGS = {"corpus": "corpus", "simplified": "simplified", "max_poems": "max_poems",
-              "val_fraction": "val_fraction", "form_tokens": "form_tokens"}
+              "val_fraction": "val_fraction", "form_tokens": "form_tokens",
+              "extra_train": "extra_train"}
 MODEL_FLAGS = {"cell": "cell", "hidden_size": "hidden_size", "layers": "num_layers",
                "embedding_dim": "embedding_dim", "dropout": "dropout", "engine": "engine",
                "head": "head"}
@@ -50,6 +51,10 @@ def register(subparsers) -> None:
     d.add_argument("--form-tokens", action="store_true", default=None,
                    help="start each poem with its form's token: one model for every form, "
                         "told which it writes")
+    d.add_argument("--extra-train", default=None,
+                   help="a second corpus ('quansongshi': the Song poems) whose 絕句 and 律詩 "
+                        "written in the main corpus's characters join the training poems "
+                        "(never the held-out ones)")
     m = p.add_argument_group("model")
     m.add_argument("--cell", default=None, help="rnn | lstm | gru (default: lstm)")
     m.add_argument("--hidden-size", type=int, default=None,

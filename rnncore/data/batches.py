@@ -15,7 +15,7 @@ import torch
 
 from rnncore.data.config import DataConfig
 from rnncore.data.corpus import Corpus, Poem, load_corpus
-from rnncore.data.split import split_corpus
+from rnncore.data.split import extra_training, split_corpus
 from rnncore.data.vocab import Vocab
 
 IGNORE_INDEX = -100  # target value that torch.nn.functional.cross_entropy skips
@@ -31,24 +31,33 @@ class PreparedData:
     val: list[list[int]]
     train_poems: list[Poem]
     val_poems: list[Poem]
-    excluded: dict[str, int] = field(default_factory=dict)  # Split.excluded
+    excluded: dict[str, int] = field(default_factory=dict)  # Split.excluded (+ extra's)
+    extra: int = 0  # training poems from DataConfig.extra_train
 
 
 def prepare_data(cfg: DataConfig, corpus: Corpus | None = None) -> PreparedData:
     """Load (unless ``corpus`` is given), split (``split_corpus``: ``max_poems``, per form
-    for the full Tang corpus), build the vocab over the kept poems and encode."""
+    for the full Tang corpus), build the vocab over the kept poems, add ``cfg.extra_train``'s
+    admitted poems (``extra_training``) to the training poems and encode. ``excluded``
+    counts what was dropped, by reason, and ``extra`` the poems added."""
     if corpus is None:
         corpus = load_corpus(cfg.corpus, simplified=cfg.simplified)
     split = split_corpus(corpus, cfg)
     vocab = Vocab.build((p.text for p in split.train + split.val), forms=cfg.form_tokens)
+    train, excluded = split.train, dict(split.excluded)
+    if cfg.extra_train:
+        extra = load_corpus(cfg.extra_train, simplified=cfg.simplified).poems
+        kept, dropped = extra_training(extra, vocab, split.val)
+        train, excluded = train + kept, {**excluded, **dropped}
     return PreparedData(
         corpus=corpus,
         vocab=vocab,
-        train=[vocab.encode_poem(p.text, p.form) for p in split.train],
+        train=[vocab.encode_poem(p.text, p.form) for p in train],
         val=[vocab.encode_poem(p.text, p.form) for p in split.val],
-        train_poems=split.train,
+        train_poems=train,
         val_poems=split.val,
-        excluded=split.excluded,
+        excluded=excluded,
+        extra=len(train) - len(split.train),
     )
 
 

@@ -22,6 +22,7 @@ from typing import Sequence
 from rnncore.data.config import DataConfig
 from rnncore.data.corpus import Corpus, CorpusError, Poem, load_corpus
 from rnncore.data.neardup import THRESHOLD, NearDupIndex, normalised
+from rnncore.poetry import FORMS
 
 
 def split_poems(poems: Sequence, val_fraction: float = 0.05, seed: int = 0) -> tuple[list, list]:
@@ -73,18 +74,52 @@ def split_by_form(poems: Sequence[Poem], val_fraction: float = 0.05, seed: int =
                for i in split_poems(group, val_fraction, seed)[1]}
     val = [p for i, p in enumerate(poems) if i in val_idx]
     candidates = [p for i, p in enumerate(poems) if i not in val_idx]
+    train, excluded = _drop_near_duplicates(candidates, bundled, val, threshold)
+    return Split(train, val, excluded)
+
+
+def _drop_near_duplicates(candidates: Sequence[Poem], bundled: Sequence[Poem],
+                          val: Sequence[Poem], threshold: float,
+                          prefix: str = "") -> tuple[list[Poem], dict[str, int]]:
+    """``candidates`` minus the near-duplicates of a ``bundled`` or a ``val`` poem, and the
+    counts dropped (``prefix + "bundled_held_out"``, ``prefix + "own_held_out"``)."""
     bundled_index = NearDupIndex(normalised(bundled), threshold)
     own_index = NearDupIndex(normalised(val), threshold)
-    train: list[Poem] = []
+    kept: list[Poem] = []
     excluded: Counter = Counter()
     for poem, text in zip(candidates, normalised(candidates)):
         if bundled_index.matches(text):
-            excluded["bundled_held_out"] += 1
+            excluded[prefix + "bundled_held_out"] += 1
         elif own_index.matches(text):
-            excluded["own_held_out"] += 1
+            excluded[prefix + "own_held_out"] += 1
         else:
-            train.append(poem)
-    return Split(train, val, dict(excluded))
+            kept.append(poem)
+    return kept, dict(excluded)
+
+
+def extra_training(poems: Sequence[Poem], chars, val: Sequence[Poem],
+                   bundled: Sequence[Poem] | None = None,
+                   threshold: float = THRESHOLD) -> tuple[list[Poem], dict[str, int]]:
+    """The poems of a second corpus that may join the training poems (``DataConfig.
+    extra_train``): those of the four regulated forms (``rnncore.poetry.FORMS``) written
+    only in ``chars`` (a ``Vocab``: the main corpus's characters, so the vocabulary, and a
+    model trained on the main corpus, stay as they are), minus the near-duplicates of a
+    held-out poem (``bundled``, default ``bundled_held_out()``, and ``val``) as in
+    ``split_by_form``. Returns them (corpus order) and the counts dropped, by reason
+    (``"extra_other_form"``, ``"extra_out_of_vocab"``, ``"extra_bundled_held_out"``,
+    ``"extra_own_held_out"``)."""
+    bundled = bundled_held_out() if bundled is None else bundled
+    dropped: Counter = Counter()
+    candidates = []
+    for poem in poems:
+        if poem.form not in FORMS:
+            dropped["extra_other_form"] += 1
+        elif not all(c in chars for c in poem.text):
+            dropped["extra_out_of_vocab"] += 1
+        else:
+            candidates.append(poem)
+    kept, near = _drop_near_duplicates(candidates, bundled, val, threshold, "extra_")
+    return kept, {**dict(dropped), **near}
 
 
 def split_corpus(corpus: Corpus, cfg: DataConfig) -> Split:
