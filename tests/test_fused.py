@@ -160,3 +160,21 @@ def test_layers_take_the_kernels(built, monkeypatch):
     steps = 2 * 2 * T            # layers x directions x steps, each forward and backward
     assert counting.calls == {f"{cell}_{way}": steps for cell in ("lstm", "gru")
                               for way in ("forward", "backward")}
+
+
+@pytest.mark.parametrize("mode,proj_size", [("LSTM", 0), ("LSTM", 3), ("GRU", 0)])
+def test_fused_inference_matches_eager(built, monkeypatch, mode, proj_size):
+    """Without grad the loops keep only a step's scratch rows: the kernels write those."""
+    def run(flag):
+        monkeypatch.setenv("RNNCORE_FUSED", flag)
+        torch.manual_seed(2)
+        kw = {"proj_size": proj_size} if proj_size else {}
+        model = getattr(rnncore, mode)(I, H, num_layers=2, bidirectional=True, engine="bptt",
+                                       **kw).double()
+        x = torch.randn(T, B, I, dtype=torch.float64)
+        with torch.no_grad():
+            out, state = model(pack_padded_sequence(x, torch.tensor(LENGTHS),
+                                                    enforce_sorted=False))
+        return [pad_packed_sequence(out)[0], *(state if mode == "LSTM" else (state,))]
+
+    _assert_close(run("1"), run("0"), rtol=1e-12, atol=1e-12)

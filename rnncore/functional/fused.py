@@ -29,6 +29,7 @@ a hash of the source and flags, so only the first use on a machine compiles (~40
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sys
 import warnings
@@ -67,8 +68,9 @@ def _load():
     try:
         _module = _build()
     except Exception as e:     # no ninja, no compiler, compile error: eager for this process
+        last = (str(e).strip().splitlines() or [""])[-1]     # the compiler's last word
         warnings.warn(f"rnncore: fused LSTM/GRU kernels unavailable, using eager ops "
-                      f"({type(e).__name__}: {str(e).strip().splitlines()[-1:]})", stacklevel=3)
+                      f"({type(e).__name__}: {last})", stacklevel=3)
         _module = None
     return _module
 
@@ -81,11 +83,16 @@ def _build():
     path = os.environ.get("PATH", "")
     # ninja from pip lives beside the interpreter, which an un-activated venv leaves off PATH
     os.environ["PATH"] = os.pathsep.join([path, os.path.dirname(sys.executable)])
+    # a failed build is our one warning: torch's logged advice about compilers is not for users
+    log = logging.getLogger("torch.utils.cpp_extension")
+    level = log.level
+    log.setLevel(logging.ERROR)
     try:
         return load_inline(f"rnncore_fused_{key}", [source], extra_cflags=_CFLAGS,
                            extra_ldflags=["-fopenmp"], verbose=False)
     finally:
         os.environ["PATH"] = path
+        log.setLevel(level)
 
 
 def none_or(t):
