@@ -178,3 +178,20 @@ def test_fused_inference_matches_eager(built, monkeypatch, mode, proj_size):
         return [pad_packed_sequence(out)[0], *(state if mode == "LSTM" else (state,))]
 
     _assert_close(run("1"), run("0"), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_compiled_float32_takes_the_eager_ops(built, mode):
+    """Dynamo cannot trace into the extension: a compiled float32 layer (one graph) runs the
+    eager ops and agrees with the fused uncompiled one."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = getattr(rnncore, mode)(3, 4, num_layers=2, bidirectional=True, engine="bptt")
+    x = torch.randn(5, 2, 3)
+    results = []
+    for m in (model, torch.compile(model, fullgraph=True, backend="aot_eager")):
+        xx = x.clone().requires_grad_(True)
+        out = m(xx)[0]
+        results.append((out, *torch.autograd.grad(out.pow(2).sum(), [xx, *model.parameters()])))
+    _assert_close(results[0], results[1], rtol=1e-5, atol=1e-6)

@@ -57,8 +57,10 @@ _NONE = torch.empty(0)
 
 def kernels(t: torch.Tensor):
     """The extension module when a loop over ``t`` should use it, else None (eager ops)."""
+    if torch.compiler.is_compiling():     # first: Dynamo then traces none of the rest
+        return None
     dtypes = _DTYPES.get(os.environ.get("RNNCORE_FUSED", ""), _DEFAULT_DTYPES)
-    if t.dtype not in dtypes or t.device.type != "cpu" or torch.compiler.is_compiling():
+    if t.dtype not in dtypes or t.device.type != "cpu":
         return None
     return _load() if _module is _UNSET else _module
 
