@@ -127,11 +127,13 @@ template <typename T> struct Rows {   // a row block: row j starts at p + j * ld
   T* p;
   int64_t ld;
   explicit Rows(const at::Tensor& t)
-      : p(t.defined() && t.numel() ? t.data_ptr<T>() : nullptr), ld(t.dim() == 2 ? t.stride(0) : 0) {}
+      : p(t.defined() && t.numel() ? t.data_ptr<T>() : nullptr),
+        ld(t.dim() == 2 ? t.stride(0) : 0) {}
   T* operator[](int64_t j) const { return p + j * ld; }
 };
 
-template <typename T> const T* prev_row(const Rows<T>& prev, const Rows<T>& init, int64_t k, int64_t j) {
+template <typename T>
+const T* prev_row(const Rows<T>& prev, const Rows<T>& init, int64_t k, int64_t j) {
   return j < k ? prev[j] : init[j];
 }
 

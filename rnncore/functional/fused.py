@@ -23,14 +23,16 @@ well with RNNCORE_FUSED=1, none with RNNCORE_FUSED=0 (read at every call); never
 devices, nor while torch.compile traces (Dynamo cannot trace into the extension), nor when
 the extension cannot be built: that is tried once per process, and a failure (no ninja, no
 compiler, a compile error) is one warning, after which the eager ops run. The build lands in
-torch's extension cache (TORCH_EXTENSIONS_DIR, default ~/.cache/torch_extensions), keyed by
-a hash of the source and flags, so only the first use on a machine compiles (~40 s).
+torch's extension cache (TORCH_EXTENSIONS_DIR, default ~/.cache/torch_extensions), keyed
+by a hash of the source, flags and CPU features, so only a machine's first use compiles
+(~45 s on one core).
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
+import platform
 import sys
 import warnings
 from pathlib import Path
@@ -81,7 +83,7 @@ def _build():
     from torch.utils.cpp_extension import load_inline
 
     source = _SOURCE.read_text()
-    key = hashlib.sha1((source + " ".join(_CFLAGS)).encode()).hexdigest()[:12]
+    key = hashlib.sha1((source + " ".join(_CFLAGS) + _cpu()).encode()).hexdigest()[:12]
     path = os.environ.get("PATH", "")
     # ninja from pip lives beside the interpreter, which an un-activated venv leaves off PATH
     os.environ["PATH"] = os.pathsep.join([path, os.path.dirname(sys.executable)])
@@ -95,6 +97,16 @@ def _build():
     finally:
         os.environ["PATH"] = path
         log.setLevel(level)
+
+
+def _cpu() -> str:
+    """The CPU's feature flags, in the cache key: -march=native code from another machine
+    sharing the cache directory could use instructions this one lacks."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return platform.machine()
 
 
 def none_or(t):
