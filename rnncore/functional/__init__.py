@@ -12,6 +12,8 @@ with G gates projects to (N, G*H). One concern per module:
     record    record_hidden_grads / HiddenGrad: dL/dh_t for the gradient-flow probes
     engine    recurrence, the entry point, and the autograd Function _BPTT
     projection  projected_recurrence: the same for an LSTM with proj_size (W_hr)
+    fused     the LSTM/GRU steps' pointwise work as one C++ call (fused.cpp, built on first
+              use); the loops' eager ops where it cannot serve or RNNCORE_FUSED=0
     reference the differentiable step loop (the "autograd" engine) that stands in for the
               loops under create_graph=True and torch.func transforms
 """

@@ -33,6 +33,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rnncore.functional import fused
 from rnncore.functional.layout import Schedule, _gather_prev
 
 
@@ -156,40 +157,50 @@ def _lstm_backward(saved, h0, c0, w_hh, sched, relu, grad_out, grad_hn, grad_cn,
     prev_idx, last_idx = sched.indices(out.device)
     dH = _backward_init(grad_out, grad_hn, last_idx)
     dm_buf = None if w_hr is None else cs.new_empty(sched.B, H)
-    dc_run = grad_cn.clone()       # dL/dc of the step being processed, per sequence (B, H)
+    # dL/dc of the step being processed, per sequence (B, H)
+    dc_run = grad_cn.clone(memory_format=torch.contiguous_format)
     blocks = _blocks(sched, gates.shape[1] * gates.element_size())
     buf = _block_buffer(gates, blocks, gates.shape[1])
+    fk = fused.kernels(gates)
+    c0 = c0.contiguous() if fk is not None else c0
     dh0 = torch.zeros_like(h0) if need_h0 else None
     dc0 = torch.zeros_like(c0) if need_c0 else None
     mul = _mul_op()
     for blo, bhi, chunks in blocks:
         dA = buf[:bhi - blo]
         for chunk, lo, hi in chunks:
-            i, f, g, o = gates[lo:hi].split(H, dim=1)
-            c_prev = _gather_prev(cs, c0, prev_idx[lo:hi])
-            tc = torch.tanh(cs[lo:hi])
-            dc_from_h = o * (1 - tc * tc)                               # dc/dh through h = o tanh c
-            mul_c = torch.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], dim=1)
-            mul_h = tc * o * (1 - o)
+            if fk is None:
+                i, f, g, o = gates[lo:hi].split(H, dim=1)
+                c_prev = _gather_prev(cs, c0, prev_idx[lo:hi])
+                tc = torch.tanh(cs[lo:hi])
+                dc_from_h = o * (1 - tc * tc)                           # dc/dh through h = o tanh c
+                mul_c = torch.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)],
+                                    dim=1)
+                mul_h = tc * o * (1 - o)
             for s in chunk:
-                r0, r1 = s.off, s.off + s.bs
+                r0, r1, k = s.off, s.off + s.bs, s.n_carry
                 a0, a1 = r0 - lo, r1 - lo
                 dh = dH[r0:r1]
                 if w_hr is not None:                                    # dL/dm_t
                     dh = torch.mm(dh, w_hr, out=dm_buf[:s.bs])
-                dc = dc_run[:s.bs].addcmul_(dh, dc_from_h[a0:a1])
+                dc = dc_run[:s.bs]
                 da = dA[r0 - blo:r1 - blo]
-                mul(mul_c[a0:a1], dc.unsqueeze(1), out=da.view(s.bs, 4, H)[:, :3])
-                mul(dh, mul_h[a0:a1], out=da[:, 3 * H:])
-                fr = f[a0:a1]
-                k = s.n_carry
+                if fk is not None:          # the eager lines below in one pass (fused.py)
+                    fk.lstm_backward(gates[r0:r1], cs[r0:r1], cs[s.off_prev:s.off_prev + k], c0,
+                                     k, dh, dc, da, fused.none_or(dc0))
+                else:
+                    dc.addcmul_(dh, dc_from_h[a0:a1])
+                    mul(mul_c[a0:a1], dc.unsqueeze(1), out=da.view(s.bs, 4, H)[:, :3])
+                    mul(dh, mul_h[a0:a1], out=da[:, 3 * H:])
+                    fr = f[a0:a1]
+                    if k < s.bs and need_c0:
+                        dc0[k:s.bs].addcmul_(dc[k:], fr[k:])
+                    if k:
+                        dc[:k].mul_(fr[:k])                             # dc_{t-1} = dc_t * f_t
                 if k < s.bs and need_h0:
                     dh0[k:s.bs].addmm_(da[k:], w_hh)
-                if k < s.bs and need_c0:
-                    dc0[k:s.bs].addcmul_(dc[k:], fr[k:])
                 if k:
                     dH[s.off_prev:s.off_prev + k].addmm_(da[:k], w_hh)
-                    dc[:k].mul_(fr[:k])                                 # dc_{t-1} = dc_t * f_t
         flush(blo, bhi, dA, dA)
     return dh0, dc0, dH
 
@@ -203,11 +214,25 @@ def _gru_backward(saved, h0, c0, w_hh, sched, relu, grad_out, grad_hn, grad_cn, 
     blocks = _blocks(sched, 2 * rzh.shape[1] * rzh.element_size())
     buf_h = _block_buffer(rzh, blocks, 3 * H)    # [dA^r, dA^z, d(W_hn h + b_hn)]
     buf_x = _block_buffer(rzh, blocks, 3 * H)    # [dA^r, dA^z, dA^n]
+    fk = fused.kernels(rzh)
+    h0 = h0.contiguous() if fk is not None else h0
     dh0 = torch.zeros_like(h0) if need_h0 else None
     mul = _mul_op()
     for blo, bhi, chunks in blocks:
         dAh, dAx = buf_h[:bhi - blo], buf_x[:bhi - blo]
         for chunk, lo, hi in chunks:
+            if fk is not None:              # the eager loop below, a step in one pass
+                for s in chunk:
+                    r0, r1, k = s.off, s.off + s.bs, s.n_carry
+                    da = dAh[r0 - blo:r1 - blo]
+                    fk.gru_backward(rzh[r0:r1], n[r0:r1], out[s.off_prev:s.off_prev + k], h0, k,
+                                    dH[r0:r1], da, dAx[r0 - blo:r1 - blo],
+                                    dH[s.off_prev:s.off_prev + k], fused.none_or(dh0))
+                    if k:
+                        dH[s.off_prev:s.off_prev + k].addmm_(da[:k], w_hh)
+                    if k < s.bs and need_h0:
+                        dh0[k:s.bs].addmm_(da[k:], w_hh)
+                continue
             r, z = rzh[lo:hi, :H], rzh[lo:hi, H:2 * H]
             nn_ = n[lo:hi]
             d_n = (1 - z) * (1 - nn_ * nn_)                              # dA^n / dH
@@ -229,7 +254,8 @@ def _gru_backward(saved, h0, c0, w_hh, sched, relu, grad_out, grad_hn, grad_cn, 
                     dH[s.off_prev:s.off_prev + k].addcmul_(dh[:k], zr[:k]).addmm_(da[:k], w_hh)
                 if k < s.bs and need_h0:
                     dh0[k:s.bs].addcmul_(dh[k:], zr[k:]).addmm_(da[k:], w_hh)
-        dAx[:, :2 * H] = dAh[:, :2 * H]
+        if fk is None:                      # the fused step wrote dAx's copy itself
+            dAx[:, :2 * H] = dAh[:, :2 * H]
         flush(blo, bhi, dAx, dAh)
     return dh0, None, dH
 

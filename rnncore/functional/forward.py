@@ -13,7 +13,9 @@ in processing order:
 
 Each loop completes the projection buffer (N, G*H) in place, so the pre-activations need
 no second buffer (for LSTM it becomes the saved gates), and writes into preallocated
-buffers with ``out=`` / in-place ops so a step is a handful of kernel calls.
+buffers with ``out=`` / in-place ops so a step is a handful of kernel calls. For float32/64
+on CPU the LSTM's and GRU's pointwise part of a step is one call instead (``fused``), which
+writes the same buffers.
 
 Saved for backward (besides x (N, I) and W_ih, which the engine keeps): RNN out (N, H);
 LSTM gates (N, 4H), c (N, H), out (with a projection also m (N, H) before out (N, P));
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import torch
 
+from rnncore.functional import fused
 from rnncore.functional.layout import _prev
 
 
@@ -49,25 +52,28 @@ def _lstm_forward(x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, save, w_hr=Non
     cs = gates.new_empty(N, H)
     # m_t = o tanh(c_t) before the projection, kept for dW_hr only when saving
     ms = None if w_hr is None else gates.new_empty(N if save else B, H)
-    tc = gates.new_empty(B, H)
     wt = w_hh.t()
+    fk = fused.kernels(gates)
+    c0 = c0.contiguous() if fk is not None else c0
+    tc = gates.new_empty(B, H) if fk is None else None
     for s in sched.steps:
         r0, r1 = s.off, s.off + s.bs
         g = gates[r0:r1]
         g.addmm_(_prev(out, h0, s), wt)
-        g[:, :2 * H].sigmoid_()
-        g[:, 2 * H:3 * H].tanh_()
-        g[:, 3 * H:].sigmoid_()
         c = cs[r0:r1]
-        torch.mul(g[:, H:2 * H], _prev(cs, c0, s), out=c)
-        c.addcmul_(g[:, :H], g[:, 2 * H:3 * H])
-        t = tc[:s.bs]
-        torch.tanh(c, out=t)
-        if w_hr is None:
-            torch.mul(g[:, 3 * H:], t, out=out[r0:r1])
+        m = out[r0:r1] if w_hr is None else ms[r0:r1] if save else ms[:s.bs]
+        if fk is not None:           # the lines below in one pass (fused.py)
+            fk.lstm_forward(g, cs[s.off_prev:s.off_prev + s.n_carry], c0, s.n_carry, c, m)
         else:
-            m = ms[r0:r1] if save else ms[:s.bs]
+            g[:, :2 * H].sigmoid_()
+            g[:, 2 * H:3 * H].tanh_()
+            g[:, 3 * H:].sigmoid_()
+            torch.mul(g[:, H:2 * H], _prev(cs, c0, s), out=c)
+            c.addcmul_(g[:, :H], g[:, 2 * H:3 * H])
+            t = tc[:s.bs]
+            torch.tanh(c, out=t)
             torch.mul(g[:, 3 * H:], t, out=m)
+        if w_hr is not None:
             torch.mm(m, w_hr.t(), out=out[r0:r1])
     return (out, cs), ((gates, cs, out) if w_hr is None else (gates, cs, ms, out))
 
@@ -91,14 +97,20 @@ def _gru_forward(x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, save):
     out = x.new_empty(N, H)
     nn_ = x.new_empty(N if save else sched.B, H)
     wt = w_hh.t()
+    fk = fused.kernels(rzh)
+    h0 = h0.contiguous() if fk is not None else h0
     for s in sched.steps:
         r0, r1 = s.off, s.off + s.bs
         hp = _prev(out, h0, s)
         hb = rzh[r0:r1]
         hb.addmm_(hp, wt)
+        n = nn_[r0:r1] if save else nn_[:s.bs]
+        if fk is not None:           # the lines below in one pass (fused.py)
+            fk.gru_forward(hb, xn[r0:r1], out[s.off_prev:s.off_prev + s.n_carry], h0,
+                           s.n_carry, n, out[r0:r1])
+            continue
         g = hb[:, :2 * H]
         g.sigmoid_()
-        n = nn_[r0:r1] if save else nn_[:s.bs]
         torch.addcmul(xn[r0:r1], g[:, :H], hb[:, 2 * H:], out=n)
         n.tanh_()
         torch.lerp(n, hp, g[:, H:], out=out[r0:r1])          # (1 - z) n + z h_{t-1}
