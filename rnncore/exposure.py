@@ -145,12 +145,13 @@ def _load(checkpoint: str | None):
 
 
 def held_out_tokens(vocab, max_poems: int | None = None) -> torch.Tensor:
-    """The validation poems of ``prepare_data(DataConfig())`` encoded with ``vocab``:
+    """The validation poems of ``prepare_data(DataConfig())`` encoded with ``vocab`` (with
+    their form's start token where ``vocab`` has them, as such a model was trained):
     (P, n + 1) long, padded with ``pad_id``."""
     from rnncore.data import DataConfig, prepare_data
 
     poems = prepare_data(DataConfig()).val_poems[:max_poems]
-    seqs = [vocab.encode_poem(p.text) for p in poems]
+    seqs = [vocab.encode_poem(p.text, p.form) for p in poems]  # form start token if any
     out = torch.full((len(seqs), max(map(len, seqs))), vocab.pad_id, dtype=torch.long)
     for k, s in enumerate(seqs):
         out[k, :len(s)] = torch.tensor(s)

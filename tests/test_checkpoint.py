@@ -425,12 +425,14 @@ def test_trainer_state_read_from_the_old_layout(tmp_path):
         TrainerState.from_meta({"trainer_state": {**STATE.to_dict(), "data_config": "tang"}})
 
 
-def test_bundled_model_has_its_trainer_state_in_the_old_layout():
+def test_bundled_model_says_what_it_was_trained_on():
     bundled = Path(__file__).resolve().parents[1] / "rnncore" / "assets" / "tang_default"
     assert is_checkpoint_dir(bundled)
-    assert "trainer_state" not in read_meta(bundled)
-    state = load_checkpoint(bundled, load_optimizer=False).trainer_state
-    assert state.data_config == DataConfig() and state.world_size == 1 and state.epoch > 0
+    ckpt = load_checkpoint(bundled, load_optimizer=False)
+    state = ckpt.trainer_state
+    assert state.data_config == DataConfig(corpus="quantangshi", form_tokens=True)
+    assert state.world_size == 1 and state.epoch > 0 and ckpt.vocab.has_forms
+    assert ckpt.meta["extra"]["weights"] == "float16"
 
 
 # --------------------------------------------------------------------------- run directory files

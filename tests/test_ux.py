@@ -161,10 +161,16 @@ def test_shading_is_relative_to_the_best_allowed_character():
     assert all(math.isclose(r, 1.0) for r in greedy.relative if r is not None)
 
 
-def test_forms_outside_the_bundled_corpus_are_named():
+def test_forms_outside_the_training_data_are_named(tmp_path):
+    from rnncore.checkpoint import load_checkpoint
     from rnncore.generate import form_outside_training, load_default_model
 
-    ckpt = load_default_model()
+    # the bundled model was trained on every form (form start tokens): no warning
+    bundled = load_default_model()
+    assert all(form_outside_training(bundled, f) is None
+               for f in ("wujue", "qijue", "wulv", "qilv"))
+    # a model trained on the bundled corpus knows 七言律詩 only
+    ckpt = load_checkpoint(_cli_run(tmp_path / "tang"), load_optimizer=False)
     assert form_outside_training(ckpt, "qilv") is None
     for form in ("wujue", "wulv"):
         assert "五言" in form_outside_training(ckpt, form)
@@ -172,9 +178,12 @@ def test_forms_outside_the_bundled_corpus_are_named():
     assert "七言絕句" in form_outside_training(ckpt, "qijue")
 
 
-def test_cli_generate_names_a_form_outside_the_training_data(capsys):
-    assert main(["generate", "--form", "wujue", "--seed", "1"]) == 0
+def test_cli_generate_names_a_form_outside_the_training_data(capsys, tmp_path):
+    run = _cli_run(tmp_path / "tang")
+    assert main(["generate", "--checkpoint", str(run), "--form", "wujue", "--seed", "1"]) == 0
     assert "note: This model was trained only on 七言律詩" in capsys.readouterr().err
+    assert main(["generate", "--form", "wujue", "--seed", "1"]) == 0
+    assert "note:" not in capsys.readouterr().err    # the bundled model knows every form
 
 
 # --------------------------------------------------------------------------- charts (#13, #14)

@@ -74,7 +74,8 @@ def _poem_tokens(vocab, poem_index: int, length: int) -> list[int]:
     tokens: list[int] = []
     index = poem_index
     while len(tokens) < length:
-        tokens += vocab.encode_poem(corpus.poems[index % len(corpus.poems)].text)
+        poem = corpus.poems[index % len(corpus.poems)]
+        tokens += vocab.encode_poem(poem.text, poem.form)  # a form-token model's start
         index += 1
     return tokens[:length]
 
