@@ -25,6 +25,11 @@ before, 2 (default)      128 ms       494 ms
 before, 1                129 ms       695 ms
 =======================  ===========  =============
 
+With the form-aware bundled model (2026-11-28: embedding 256, adaptive head over 8,423
+tokens, whose exact log-probabilities are computed at every sampled position) the same
+machine gives 73 ms for one poem and 210 ms for 16 on 2 threads: the one-poem target is
+missed by the larger model.
+
 The one-poem time moves by +-10% with the host's load (three runs: 49.1, 49.7, 50.1 ms
 on 2 threads); it sits at the target, not below it with a margin.
 
