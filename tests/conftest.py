@@ -30,3 +30,12 @@ def runs_dir(tmp_path_factory):
     st.cache_resource.clear()  # stops nothing by itself: jobs below are waited for
     torch.set_num_threads(threads)
     mp.undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fused_kernels_built():
+    """Build the fused LSTM/GRU extension (or load it from torch's cache) once, before any
+    test: a fresh machine's compile (~45 s) then never lands inside a timed test."""
+    from rnncore.functional import fused
+
+    fused.kernels(torch.empty(0))

@@ -120,6 +120,26 @@ def test_fused_off_and_while_compiling(monkeypatch):
     assert fused.kernels(torch.zeros(1)) is None
 
 
+def test_trainer_builds_the_kernels_while_setting_up(monkeypatch):
+    """The one-time compile happens in Trainer() (the app shows "Preparing"), never inside
+    the first timed step; engines that do not run the loops never build it."""
+    from rnncore.data import DataConfig, prepare_data
+    from rnncore.model import CharRNN, ModelConfig
+    from rnncore.trainer import TrainConfig, Trainer
+
+    monkeypatch.delenv("RNNCORE_FUSED", raising=False)
+    calls = []
+    monkeypatch.setattr(fused, "_module", fused._UNSET)
+    monkeypatch.setattr(fused, "_build", lambda: calls.append(1) or "module")
+    assert not fused.prepare(CharRNN(ModelConfig(vocab_size=5, engine="autograd")))
+    assert not fused.prepare(CharRNN(ModelConfig(vocab_size=5)).double())
+    assert calls == []
+    data = prepare_data(DataConfig(max_poems=8, val_fraction=0.125))
+    Trainer(ModelConfig(vocab_size=len(data.vocab), embedding_dim=8, hidden_size=8),
+            TrainConfig(max_steps=1, device="cpu"), data=data)
+    assert calls == [1] and fused._module == "module"
+
+
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 def test_failed_build_falls_back_to_eager(monkeypatch, mode):
     """A build that fails warns once and leaves the eager ops: results as RNNCORE_FUSED=0."""

@@ -67,6 +67,16 @@ def kernels(t: torch.Tensor):
     return _load() if _module is _UNSET else _module
 
 
+def prepare(module: torch.nn.Module) -> bool:
+    """Build (or load from the cache) the extension now if ``module``'s loops will use it,
+    so that a machine's one-time compile lands here (a trainer calls this while it is
+    setting up) and not inside the first timed step. True when the kernels are ready."""
+    if getattr(module, "engine", "bptt") != "bptt":
+        return False
+    p = next((p for p in module.parameters() if p.is_floating_point()), None)
+    return p is not None and kernels(p) is not None
+
+
 def _load():
     global _module
     try:

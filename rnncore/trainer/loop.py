@@ -30,6 +30,7 @@ from torch import nn
 from rnncore import data as D
 from rnncore.checkpoint import (CheckpointError, CheckpointManager, RunLock, StepLog,
                                 TrainerState, capture_rng_state, load_checkpoint)
+from rnncore.functional import fused
 from rnncore.kinds import resolve_head
 from rnncore.model import CharRNN, ModelConfig
 from rnncore.trainer.config import TrainConfig, TrainConfigError, lr_factor, resolve_device
@@ -122,6 +123,7 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         torch.manual_seed(self.cfg.seed)
         self.model = CharRNN(model_config).to(self.device)
+        fused.prepare(self.model)  # a first-use compile (~45 s) is setup, not training time
         self.optimizer = make_optimizer(self.model.parameters(), self.cfg.optimizer,
                                         lr=self.cfg.lr, momentum=self.cfg.momentum,
                                         weight_decay=self.cfg.weight_decay)
