@@ -53,7 +53,7 @@ def figure_names(results: dict) -> list[str]:
             "bptt_memory": any("peak_bytes" in r for r in steps),
             "fidelity": bool(results.get("fidelity")),
             "convergence": bool(results.get("convergence")), "step": bool(results.get("step")),
-            "qps": bool(results.get("qps"))}
+            "qps": bool(results.get("qps")), "decoding": bool(results.get("decoding"))}
     return [name for name, present in have.items() if present]
 
 
@@ -76,6 +76,7 @@ def build_figures(results: dict, names: list[str] | None = None) -> dict:
         "convergence": lambda: plots.convergence_figure(results["convergence"]),
         "step": lambda: plots.step_breakdown_figure(results["step"]),
         "qps": lambda: plots.qps_figure(results["qps"]["runs"]),
+        "decoding": lambda: plots.decoding_figure(results["decoding"]),
     }
     return {name: builders[name]() for name in figure_names(results)
             if names is None or name in names}

@@ -24,6 +24,7 @@ KINDS = {
     "layers": ("Our layers against torch.nn (forward + backward)", ("layers", "layers_gflops")),
     "step": ("Where a training step's time goes", ("step",)),
     "qps": ("Quality per second: our trainer against a plain torch.nn loop", ("qps",)),
+    "decoding": ("Decoding: sampled poems against real ones", ("decoding",)),
 }
 
 
@@ -191,6 +192,18 @@ def _qps_conclusion(results: dict, report: str) -> Conclusion | None:
         f"(head {qps['default_head']}; {met} of 2 targets met).", "qps", report)
 
 
+def _decoding_conclusion(results: dict, report: str) -> Conclusion | None:
+    d = results["decoding"]
+    picks = ", ".join(
+        f"{f['form_name']} {f['chosen']['temperature']:g} ({f['chosen']['attested_pair_share']:.3f}"
+        f" against {f['real']['attested_pair_share']:.3f})" for f in d["forms"].values())
+    return Conclusion(
+        f"**Sample each form at its own temperature** (top-p {d['chosen_top_p']:g}; attested "
+        f"pairs of {d['num']} poems, mean of {len(d['seeds'])} seeds, against the form's "
+        f"held-out real poems): {picks}. These are the CLI's and the Generate page's "
+        "defaults.", "decoding", report)
+
+
 def _threads(results: dict) -> str:
     n = results.get("machine", {}).get("torch_threads")
     return f"{n} thread{'s' if n != 1 else ''}" if n else "threads unknown"
@@ -198,7 +211,8 @@ def _threads(results: dict) -> str:
 
 _CONCLUDE = {"bptt_time": _time_conclusion, "bptt_memory": _memory_conclusion,
              "fidelity": _fidelity_conclusion, "convergence": _convergence_conclusion,
-             "layers": _layers_conclusion, "step": _step_conclusion, "qps": _qps_conclusion}
+             "layers": _layers_conclusion, "step": _step_conclusion, "qps": _qps_conclusion,
+             "decoding": _decoding_conclusion}
 
 
 def what_to_choose(out: str | os.PathLike,

@@ -10,8 +10,9 @@ from pages._common import (POEM_CSS, bundled_corpus, empty_upload, job_manager,
                            shading_legend, show_poem)
 from rnncore.checkpoint import (MAX_UPLOAD_MB, CheckpointError, checkpoint_stamp,
                                 load_checkpoint, load_checkpoint_bytes)
-from rnncore.generate import (GenerationConfig, GenerationError, form_outside_training,
-                              generate, load_default_model)
+from rnncore.generate import (FORM_TEMPERATURE, GenerationConfig, GenerationError,
+                              default_temperature, form_outside_training, generate,
+                              load_default_model)
 from rnncore.poetry import FORMS
 from rnncore.textbook.duiju import MatchConfig, match_line
 
@@ -107,11 +108,19 @@ st.caption(f"{mc.cell.upper()} {mc.num_layers}×{mc.hidden_size}, vocabulary {le
               if isinstance(ckpt.metrics.get("val_bpc"), (int, float)) else ""))
 
 # --------------------------------------------------------------------------- request
+def _form_defaults() -> None:
+    """A new form brings its own measured temperature (the CLI's default too)."""
+    st.session_state["gen_temperature"] = default_temperature(st.session_state["gen_formkey"])
+
+
+# outside the form below: choosing a form sets the temperature slider at once
+form = st.selectbox("Form", list(FORMS), index=list(FORMS).index("qilv"),
+                    format_func=lambda k: f"{FORMS[k].name} ({k})", key="gen_formkey",
+                    on_change=_form_defaults)
+st.session_state.setdefault("gen_temperature", default_temperature(form))
 with st.form("gen_form"):
     c1, c2, c3 = st.columns(3)
     with c1:
-        form = st.selectbox("Form", list(FORMS), index=list(FORMS).index("qilv"),
-                            format_func=lambda k: f"{FORMS[k].name} ({k})", key="gen_formkey")
         acrostic = st.text_input("Acrostic (one head character per line)", key="gen_acrostic")
         prefix = st.text_input("Begin with", key="gen_prefix")
         num = st.number_input("Number of poems", 1, 16, 1, key="gen_num")
@@ -126,8 +135,11 @@ with st.form("gen_form"):
     with c3:
         strategy = st.selectbox("Decoding", ["sample", "beam", "greedy"], key="gen_strategy")
         # the CLI's defaults too (GenerationConfig: where sampled poems read most like real)
-        temperature = st.slider("Temperature", 0.1, 2.0, DEFAULTS.temperature, 0.05,
-                                key="gen_temperature")
+        temperature = st.slider(
+            "Temperature", 0.1, 2.0, step=0.05, key="gen_temperature",
+            help="Each form starts at its own, chosen by measurement (where 100 sampled poems "
+                 "use attested character pairs as often as real ones): " + ", ".join(
+                     f"{FORMS[k].name} {t}" for k, t in FORM_TEMPERATURE.items()))
         top_k = st.slider("Top-k (0 = off)", 0, 200, DEFAULTS.top_k, key="gen_topk")
         top_p = st.slider("Top-p (1 = off)", 0.05, 1.0, DEFAULTS.top_p, 0.05, key="gen_topp")
         beam = st.slider("Beam width", 1, 16, 4, key="gen_beam")

@@ -7,8 +7,8 @@ Data: the full Tang corpus split the model trained on (``DataConfig(corpus="quan
 form_tokens=True)``; the 362 held-out 七律 of the bundled split and their near-duplicates are
 never in its training share). Each form's reference row is its own held-out real poems,
 scored against the same training index as the generated ones. Poems are generated with the
-CLI's and the page's defaults (``GenerationConfig()``: temperature, top-p) plus rhyme and
-tones on. Targets (issue #15): attested-pair share within 0.04 of the real poems, no repeated
+CLI's and the page's defaults (``GenerationConfig(form=...)``: the form's temperature,
+top-p) plus rhyme and tones on. Targets (issue #15): attested-pair share within 0.04 of the real poems, no repeated
 rhyme character, 95th-percentile copied run at most 6, seen 4-grams at most 10%.
 """
 import argparse
@@ -22,7 +22,8 @@ import torch
 
 from rnncore import data as D
 from rnncore.checkpoint import load_checkpoint
-from rnncore.generate import GenerationConfig, generate, load_default_model
+from rnncore.generate import (DEFAULT_TOP_P, FORM_TEMPERATURE, GenerationConfig, generate,
+                              load_default_model)
 from rnncore.generate.quality import poem_set_quality, quality_table
 from rnncore.poetry import FORMS, CorpusIndex
 from rnncore.trainer import evaluate_by_form, evaluate_model
@@ -65,11 +66,11 @@ def main() -> None:
     bpc = {form: m["bpc"] for form, m in evaluate_by_form(model, vocab, data.val_poems).items()}
     bundled = D.bundled_held_out()
     bpc["bundled_held_out_qilv"] = evaluate_by_form(model, vocab, bundled)["qilv"]["bpc"]
-    defaults = GenerationConfig()
     lines = [f"# Per-form quality of {ck.path}", "",
              f"{datetime.date.today()}, torch {torch.__version__}, one thread; "
-             f"{args.num} poems a form, temperature {defaults.temperature}, top-p "
-             f"{defaults.top_p}, rhyme and tones on, seed {args.seed}.", "",
+             f"{args.num} poems a form at the defaults (temperature per form: "
+             + ", ".join(f"{FORMS[f].name} {t:g}" for f, t in FORM_TEMPERATURE.items())
+             + f"; top-p {DEFAULT_TOP_P}), rhyme and tones on, seed {args.seed}.", "",
              "## Held-out bits per character", "",
              "| held-out set | poems | bits per character |", "|---|---|---|",
              f"| the 362 held-out 七律 of the bundled split | {len(bundled)} | "
@@ -78,7 +79,7 @@ def main() -> None:
     lines += [f"| full-corpus held-out {FORMS[f].name if f in FORMS else f} | {counts[f]} | "
               f"{bpc[f]:.3f} |" for f in sorted(bpc) if f != "bundled_held_out_qilv"]
     result = {"checkpoint": str(ck.path), "num": args.num, "seed": args.seed,
-              "temperature": defaults.temperature, "top_p": defaults.top_p,
+              "temperature": FORM_TEMPERATURE, "top_p": DEFAULT_TOP_P,
               "held_out_bpc": bpc, "forms": {}}
     samples = {}
     for form in FORM_ORDER:

@@ -130,10 +130,17 @@ def test_generate_seeds_shading_and_model_changes(runs_dir, cli_run):
     assert len(shades) > 10 and max(shades) <= 1.0
     assert any("likeliest character" in h.value for h in at.get("html"))
     assert not at.warning
-    at.selectbox(key="gen_formkey").set_value("wujue")
+    from rnncore.generate import FORM_TEMPERATURE
+
+    # each form starts at its own measured temperature; the poems record what they used
+    assert at.slider(key="gen_temperature").value == FORM_TEMPERATURE["qilv"]
+    assert at.session_state["gen_config"]["temperature"] == FORM_TEMPERATURE["qilv"]
+    at.selectbox(key="gen_formkey").set_value("wujue").run()
+    assert at.slider(key="gen_temperature").value == FORM_TEMPERATURE["wujue"]
     at.button(key=submit).click().run()
     assert not at.warning                       # the bundled model was trained on every form
     assert len(at.session_state["gen_poems"][0]["lines"][0]) == 6
+    assert at.session_state["gen_config"]["temperature"] == FORM_TEMPERATURE["wujue"]
     # another model: the bundled model's poems go, the run writes its own
     at.radio(key="gen_source").set_value("A run trained here").run()
     poems = at.session_state["gen_poems"]

@@ -230,7 +230,7 @@ def test_what_to_choose_from_the_committed_reports():
     assert set(by_kind) <= set(KINDS) and "bptt_time" in by_kind
     found = {c.kind: c for c in what_to_choose(results, by_kind)}
     assert set(found) == {"bptt_time", "bptt_memory", "fidelity", "convergence", "layers",
-                          "step", "qps"}
+                          "step", "qps", "decoding"}
     # the README's "What to choose" numbers, computed from the newest report of each kind
     assert "LSTM 0.99x, GRU 1.01x, RNN 1.06x" in found["bptt_time"].text
     assert "23.9 MiB" in found["bptt_memory"].text and "623 MiB" in found["bptt_memory"].text

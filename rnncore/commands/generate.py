@@ -13,7 +13,7 @@ from rnncore.commands import print_json
 
 
 def register(subparsers) -> None:
-    from rnncore.generate.config import GenerationConfig
+    from rnncore.generate.config import FORM_TEMPERATURE, GenerationConfig
 
     defaults = GenerationConfig()  # the page and the CLI share these defaults
     p = subparsers.add_parser("generate", help="write Tang-style poems with a trained model",
@@ -34,9 +34,10 @@ def register(subparsers) -> None:
                    help="rhyme/tones as penalties instead of hard masks")
     p.add_argument("--greedy", action="store_true", help="always take the likeliest character")
     p.add_argument("--beam", type=int, default=None, metavar="N", help="beam search of width N")
-    p.add_argument("--temperature", type=float, default=defaults.temperature,
+    per_form = ", ".join(f"{k} {t}" for k, t in FORM_TEMPERATURE.items())
+    p.add_argument("--temperature", type=float, default=None,
                    help="below 1: safer, more common characters; above 1: more surprising "
-                        f"ones (default: {defaults.temperature}, chosen by measurement)")
+                        f"ones (default: the form's, chosen by measurement: {per_form})")
     p.add_argument("--top-k", type=int, default=defaults.top_k,
                    help=f"sample among the k likeliest characters, 0 = off (default: "
                         f"{defaults.top_k})")

@@ -39,12 +39,15 @@ import torch
 
 from rnncore.generate.config import (
     CONSTRAINTS,
+    DEFAULT_TOP_P,
+    FORM_TEMPERATURE,
     MAX_NUM,
     STRATEGIES,
     DefaultModelMissing,
     GeneratedPoem,
     GenerationConfig,
     GenerationError,
+    default_temperature,
 )
 from rnncore.generate.decoder import _Decoder
 # the private names below are re-exported for the tests, which reach them as ``G._name``
@@ -59,8 +62,9 @@ from rnncore.generate.stepper import _FUSED_CACHE, _LSTMStepper
 from rnncore.poetry import corpus_index, get_form, poem_metrics, to_simplified, to_traditional
 
 __all__ = [
-    "CONSTRAINTS", "MAX_NUM", "NUCLEUS_ROUNDS", "STRATEGIES", "DefaultModelMissing",
-    "GeneratedPoem", "GenerationConfig", "GenerationError", "default_model_path",
+    "CONSTRAINTS", "DEFAULT_TOP_P", "FORM_TEMPERATURE", "MAX_NUM", "NUCLEUS_ROUNDS",
+    "STRATEGIES", "DefaultModelMissing", "GeneratedPoem", "GenerationConfig",
+    "GenerationError", "default_model_path", "default_temperature",
     "form_outside_training", "generate", "load_default_model",
 ]
 

@@ -198,7 +198,7 @@ class _Job:
         was_training = model.training
         model.eval()
         try:
-            cfg = GenerationConfig(form=self.sample_form, seed=step, temperature=0.8)
+            cfg = GenerationConfig(form=self.sample_form, seed=step)
             poem = generate(model, trainer.vocab, cfg)[0]
             return {"step": step, "text": poem.text, "lines": poem.lines, "note": ""}
         except (ValueError, RuntimeError) as exc:  # a sample must never stop the training

@@ -8,8 +8,9 @@ Benchmarks page and reports), ``textbook``, ``designs``, ``readers`` and ``coupl
 (the Architectures page), ``_base`` (template, colours, log axes).
 """
 from rnncore.plots._base import CELL_COLORS, TEMPLATE
-from rnncore.plots.bench import (ENGINE_COLORS, STEP_PART_COLORS, bptt_memory_figure,
-                                 bptt_time_figure, convergence_figure,
+from rnncore.plots.bench import (ENGINE_COLORS, FORM_COLORS, STEP_PART_COLORS,
+                                 bptt_memory_figure, bptt_time_figure, convergence_figure,
+                                 decoding_figure,
                                  gradient_fidelity_figure, layer_benchmark_figure, qps_figure,
                                  step_breakdown_figure)
 from rnncore.plots.couplets import COUPLET_COLORS, couplet_figure
@@ -25,7 +26,7 @@ from rnncore.plots.textbook import (EXPOSURE_COLORS, EXPOSURE_NAMES, exposure_fi
 from rnncore.plots.training import grad_norm_figure, throughput_figure, training_loss_figure
 
 __all__ = [
-    "CELL_COLORS", "ENGINE_COLORS", "STEP_PART_COLORS", "TEMPLATE", "activation_heatmap_figure",
+    "CELL_COLORS", "ENGINE_COLORS", "FORM_COLORS", "STEP_PART_COLORS", "decoding_figure", "TEMPLATE", "activation_heatmap_figure",
     "bptt_memory_figure", "bptt_time_figure", "convergence_figure", "gate_stats_figure",
     "grad_norm_figure", "grad_norm_heatmap_figure", "gradient_fidelity_figure",
     "jacobian_lag_figure", "layer_benchmark_figure", "qps_figure", "step_breakdown_figure",

@@ -248,3 +248,61 @@ def qps_figure(runs: list[dict]) -> go.Figure:
     return _layout(fig, "Quality per second: held-out bpc at equal training time",
                    "training time (s)", "held-out bits per character",
                    legend=LEGEND_INSIDE)
+
+
+FORM_COLORS = {"wujue": "#9467bd", "qijue": "#2ca02c", "wulv": "#ff7f0e", "qilv": "#1f77b4"}
+_FORM_NAMES = {"wujue": "五絕", "qijue": "七絕", "wulv": "五律", "qilv": "七律"}
+
+
+def decoding_figure(decoding: dict) -> go.Figure:
+    """Sampled poems against real ones, per form: the attested-pair share (y) against the
+    diversity between poems (left: distinct within-line pairs) and the novelty (right:
+    share of 4-grams seen in training), one point per (temperature, top-p) of the sweep
+    (the chosen top-p's as a line through the temperatures), held-out real poems as a star
+    and the chosen default ringed.
+
+    ``decoding``: ``scripts/decoding_sweep.py``'s record, {"chosen_top_p", "forms": {form:
+    {"real": quality, "rows": [quality + temperature, top_p], "chosen": row}}}."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06,
+                        subplot_titles=("diversity between poems", "novelty"))
+    panels = (("distinct_pairs", 1), ("seen_4gram_share", 2))
+    for i, (form, f) in enumerate(decoding["forms"].items()):
+        color, name = FORM_COLORS.get(form), _FORM_NAMES.get(form, form)
+        line = sorted((r for r in f["rows"] if r["top_p"] == decoding["chosen_top_p"]),
+                      key=lambda r: r["temperature"])
+        others = [r for r in f["rows"] if r["top_p"] != decoding["chosen_top_p"]]
+        for x, col in panels:
+            first = col == 1
+            hover = "T %{text}<br>attested %{y:.3f}<extra>" + name + "</extra>"
+            fig.add_scatter(x=[r[x] for r in line], y=[r["attested_pair_share"] for r in line],
+                            text=[f"{r['temperature']:g}, top-p {r['top_p']:g}" for r in line],
+                            mode="lines+markers", line=dict(color=color), legendgroup=form,
+                            name=f"{name}: top-p {decoding['chosen_top_p']:g}, by temperature",
+                            showlegend=first, hovertemplate=hover, row=1, col=col)
+            fig.add_scatter(x=[r[x] for r in others],
+                            y=[r["attested_pair_share"] for r in others],
+                            text=[f"{r['temperature']:g}, top-p {r['top_p']:g}" for r in others],
+                            mode="markers", marker=dict(color=color, size=5), opacity=0.35,
+                            legendgroup=form, showlegend=False, hovertemplate=hover,
+                            row=1, col=col)
+            real, chosen = f["real"], f["chosen"]
+            fig.add_scatter(x=[real[x]], y=[real["attested_pair_share"]], mode="markers",
+                            marker=dict(color=color, size=14, symbol="star",
+                                        line=dict(color="black", width=1)),
+                            legendgroup="real", name="held-out real poems of the form",
+                            showlegend=first and i == 0,
+                            hovertemplate=f"real {name}<br>attested %{{y:.3f}}<extra></extra>",
+                            row=1, col=col)
+            fig.add_scatter(x=[chosen[x]], y=[chosen["attested_pair_share"]], mode="markers",
+                            marker=dict(size=16, symbol="circle-open", color="black",
+                                        line=dict(width=2)),
+                            legendgroup="chosen", name="the form's default",
+                            showlegend=first and i == 0, hoverinfo="skip", row=1, col=col)
+    _layout(fig, "Decoding: sampled poems against real ones, per form", "",
+            "attested-pair share", margin=dict(t=70), height=520,
+            legend=dict(orientation="h", y=-0.18, x=0))
+    fig.update_xaxes(title_text="distinct pairs / all pairs", row=1, col=1)
+    fig.update_xaxes(title_text="4-grams seen in training", row=1, col=2)
+    return fig
