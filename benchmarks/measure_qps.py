@@ -1,7 +1,7 @@
 """Quality per second: our trainer against a plain torch.nn loop at equal training time.
 
-``python -m benchmarks.measure_qps [--seconds 600] [--seeds 0,1,2] [--out DIR] [--work DIR]
-[--quick]``
+``python -m benchmarks.measure_qps [--seconds 600] [--seeds 0,1,2] [--corpus tang]
+[--out DIR] [--work DIR] [--quick]``
 
 For each seed, two processes start together, one torch thread each (``side_by_side``):
 
@@ -11,7 +11,8 @@ For each seed, two processes start together, one torch thread each (``side_by_si
 * plain: ``python -m benchmarks.plain_loop``, torch.nn.Embedding + torch.nn.LSTM + a full
   softmax nn.Linear, torch.optim.Adam, with the same recipe (``TrainConfig()``'s defaults).
 
-Both train on ``prepare_data(DataConfig())``; both score a curve on the first
+Both train on ``prepare_data(DataConfig(corpus=...))`` (the bundled 七律 by default,
+``quantangshi`` for the full Tang corpus: its split, held-out poems and vocabulary); both score a curve on the first
 ``curve_poems`` held-out poems every ``curve_every`` steps with their training clock
 stopped (ours: ``--eval-every``/``--eval-max-poems``, which only decide what is measured).
 Afterwards this process scores both final models with ONE evaluator (``evaluate_model`` on
@@ -54,6 +55,7 @@ class QpsConfig:
     curve_poems: int = 200
     check_poems: int = 4
     quick: bool = False
+    corpus: str = "tang"
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.seconds) and self.seconds > 0):
@@ -75,11 +77,11 @@ def commands(cfg: QpsConfig, seed: int, work: Path) -> dict[str, list[str]]:
     curve = ["--eval-every", str(cfg.curve_every), "--eval-max-poems", str(cfg.curve_poems)]
     ours = sbs.rnncore_train(*model_flags(cfg.model), "--max-minutes", repr(cfg.seconds / 60),
                              "--seed", str(seed), "--device", "cpu", *curve,
-                             "--out", str(work / f"rnncore-seed{seed}"))
+                             "--corpus", cfg.corpus, "--out", str(work / f"rnncore-seed{seed}"))
     plain = [sys.executable, "-m", "benchmarks.plain_loop", "--seconds", repr(cfg.seconds),
              "--seed", str(seed), *model_flags(cfg.model), "--curve-every",
              str(cfg.curve_every), "--curve-poems", str(cfg.curve_poems),
-             "--out", str(work / f"torch.nn-seed{seed}")]
+             "--corpus", cfg.corpus, "--out", str(work / f"torch.nn-seed{seed}")]
     return {"rnncore": ours, "torch.nn": plain}
 
 
@@ -161,8 +163,10 @@ def measure_qps(cfg: QpsConfig, work: Path, progress=print) -> dict:
     from rnncore.kinds import DEFAULT_HEAD
     from rnncore.trainer import TrainConfig
 
+    from rnncore.data import DataConfig
+
     torch.set_num_threads(1)
-    data = sbs.held_out()
+    data = sbs.held_out(DataConfig(corpus=cfg.corpus))
     runs = []
     for seed in cfg.seeds:
         progress(f"seed {seed}: both trainings for {cfg.seconds:g} s of training time")
@@ -185,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=600.0, help="training time per run")
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     ap.add_argument("--quick", action="store_true", help="a tiny model (a smoke test)")
+    ap.add_argument("--corpus", default="tang",
+                    help="what both train on: 'tang' (the bundled 七律) or 'quantangshi'")
     ap.add_argument("--out", default=None, help="new report directory (default "
                     "benchmarks/results/<stamp>-qps[-quick])")
     ap.add_argument("--work", default=None, help="new directory for the runs (default "
@@ -198,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             raise ValueError(f"--seeds must be comma-separated integers, got {args.seeds!r}")
         cfg = QpsConfig(seconds=args.seconds, seeds=seeds, quick=args.quick,
-                        model=dict(TINY_MODEL if args.quick else QPS_MODEL))
+                        model=dict(TINY_MODEL if args.quick else QPS_MODEL), corpus=args.corpus)
         out = Path(args.out or f"benchmarks/results/{stamp}-qps{'-quick' if args.quick else ''}")
         work = Path(args.work or f"runs/qps-{stamp}")
         for d in (out, work):

@@ -39,7 +39,8 @@ def qps_markdown(results: dict) -> str:
              "together", "",
              f"LSTM {model['num_layers']} x {model['hidden_size']}, embedding "
              f"{model['embedding_dim']}, dropout {model['dropout']}; {cfg['seconds']:g} s of "
-             f"training time per run, seeds {', '.join(map(str, cfg['seeds']))}; V = "
+             f"training time per run, seeds {', '.join(map(str, cfg['seeds']))}; corpus "
+             f"{cfg.get('corpus', 'tang')}; V = "
              f"{qps['vocab_size']:,}. Recipe (the CLI's defaults, given to both): "
              f"{recipe['optimizer']} lr {recipe['lr']:g}, batch {recipe['batch_size']}, "
              f"truncation {recipe['truncation_len']}, clip {recipe['clip_norm']:g}. Our head: "
