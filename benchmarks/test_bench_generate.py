@@ -28,7 +28,12 @@ before, 1                129 ms       695 ms
 With the form-aware bundled model (2026-11-28: embedding 256, adaptive head over 8,423
 tokens, whose exact log-probabilities are computed at every sampled position) the same
 machine gives 73 ms for one poem and 210 ms for 16 on 2 threads: the one-poem target is
-missed by the larger model.
+missed by the larger model. The decoder that followed (same day) computes the same poems
+and log-probabilities bit for bit in 0.60x the time for one poem and 0.80x for 16 on one
+thread (old and new interleaved in one process, same seeds, loaded host: 67 -> 41 ms,
+290 -> 225 ms p50): the adaptive head as torch's ops without its module calls, reused
+step buffers, the reported log-probs computed for many positions at once, cached
+rhyme-position masks.
 
 The one-poem time moves by +-10% with the host's load (three runs: 49.1, 49.7, 50.1 ms
 on 2 threads); it sits at the target, not below it with a margin.

@@ -304,6 +304,20 @@ def test_lstm_stepper_without_input_table(vocab, monkeypatch):
     assert torch.allclose(a, ref, atol=1e-5) and torch.allclose(b, ref, atol=1e-5)
 
 
+def test_reports_are_the_same_in_any_batch(vocab, monkeypatch):
+    """Per-character log-probs and relative scores are computed after the draws, many
+    positions at once: flushing after every position gives the same numbers, bit for bit."""
+    from rnncore.generate.reports import _Reports
+
+    model = _model(vocab, seed=4)
+    opts = dict(form="qilv", rhyme=True, tones=True, num=3, seed=5)
+    batched = _gen(model, vocab, **opts)
+    monkeypatch.setattr(_Reports, "MAX_PENDING", 1)
+    each = _gen(model, vocab, **opts)
+    assert [(p.text, p.logprobs, p.relative) for p in batched] == \
+        [(p.text, p.logprobs, p.relative) for p in each]
+
+
 def _fp16_valued_lstm(vocab, seed):
     """An LSTM CharRNN whose weights are float16 values held in float32 (as after loading a
     float16 checkpoint), 2 layers so the fused deeper layer is exercised too."""

@@ -222,3 +222,30 @@ def test_head_measurement_runs_at_tiny_size(tmp_path):
     assert [q["head"] for q in result["quality"]] == list(mh.HEADS)
     assert all(q["steps"] > 0 and math.isfinite(q["val_bpc"]) for q in result["quality"])
     assert "speed-up vs full" in (tmp_path / "head.md").read_text()
+
+
+@pytest.mark.parametrize("hidden, fp16_values", [(24, False), (64, False), (64, True)])
+def test_decoder_step_buffers_and_adaptive_head_keep_the_bits(hidden, fp16_values):
+    """The decoder's adaptive head is torch's ``log_prob`` op for op, and its LSTM step with
+    reused buffers (H a multiple of 64) is the plain fused step: equal bit for bit, for one
+    row and several, float16-packed weights or not."""
+    model = _model(300, layers=2, hidden=hidden, seed=3).eval()
+    if fp16_values:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(p.half().float())
+    fast, plain = _LSTMStepper(model), _LSTMStepper(model)
+    assert (fast.scratch is not None) == (hidden % 64 == 0)
+    plain.scratch = None
+    with torch.no_grad():
+        for rows in (1, 3):
+            top = torch.randn(rows, hidden)
+            assert torch.equal(fast.head(top), model.head(top))
+            zero = [torch.zeros(rows, hidden)] * 2
+            a = b = (zero, zero)
+            for tokens in torch.randint(4, 300, (4, rows)):
+                top_a, a = fast.advance(tokens, a)
+                top_b, b = plain.advance(tokens, b)
+                assert torch.equal(top_a, top_b)
+                assert all(torch.equal(x, y) for x, y in zip(a[0] + a[1], b[0] + b[1]))
+                assert torch.equal(fast.head(top_a), model.head(top_b))

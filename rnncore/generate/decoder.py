@@ -46,6 +46,7 @@ from __future__ import annotations
 import torch
 
 from rnncore.generate.config import GenerationConfig, GenerationError
+from rnncore.generate.reports import _relative, _Reports
 from rnncore.generate.sampling import _draw, _filter_top_k, _nucleus_keep, _Uniforms
 from rnncore.generate.stepper import _LSTMStepper, _ModelEngine
 from rnncore.generate.tables import _tables, _template_codes, _union_kinds, _vocab_char
@@ -182,24 +183,20 @@ class _Decoder:
             if rhyme_here:  # soft
                 scores = scores - cfg.rhyme_weight * (~self._rhyme_allowed(line)).float()
             return scores
-        # hard rhyme position (5 per 律詩): masks as (B, V) bools, relaxed row by row
-        allowed = self._rhyme_allowed(line) & t.char_ok
-        if cfg.tones:
-            tone = t.tone_ok.index_select(0, torch.tensor(kinds))
-            full = allowed & tone
-            empty = ~full.any(1)
-            if bool(empty.any()):
-                self._note_rows(empty, f"tone rule relaxed at line {line + 1} character "
-                                       f"{col + 1} (no character fits)")
-                full = torch.where(empty[:, None], allowed, full)
-            allowed = full
-        empty = ~allowed.any(1)
-        if bool(empty.any()):
-            self._note_rows(empty, f"rhyme rule relaxed at line {line + 1} (no rhyming "
-                                   "character fits)")
-            allowed = torch.where(empty[:, None], t.char_ok, allowed)
-        scores = base * scale if scale != 1.0 else base.clone()
-        return scores.masked_fill_(~allowed, float("-inf"))
+        # hard rhyme position (5 per 律詩): one cached 0 / -inf row per open rhyme groups
+        # and tone requirement (``tables.rhyme_row``), its rules relaxed row by row
+        rows = [t.rhyme_row(tuple(g), line == 0, k if cfg.tones else None)
+                for g, k in zip(self.groups.tolist(), kinds)]
+        for notes, (_, tone_relaxed, rhyme_relaxed) in zip(self.notes, rows):
+            if tone_relaxed:
+                notes.append(f"tone rule relaxed at line {line + 1} character {col + 1} "
+                             "(no character fits)")
+            if rhyme_relaxed:
+                notes.append(f"rhyme rule relaxed at line {line + 1} (no rhyming character "
+                             "fits)")
+        first = rows[0]
+        bias = first[0] if all(r is first for r in rows) else torch.stack([r[0] for r in rows])
+        return torch.add(bias, base, alpha=scale)  # 0 + x = x: as base * scale, masked
 
     def _note_rows(self, rows: torch.Tensor, text: str) -> None:
         for r in rows.nonzero().flatten().tolist():
@@ -246,7 +243,8 @@ class _Decoder:
         index = (torch.tensor(rows), torch.tensor(toks))
         before = scores[index]
         scores[index] = float("-inf")
-        empty = ~torch.isfinite(scores).any(1)
+        # ~isfinite(scores).any(1) in float ops (s - s: 0 where finite, else NaN), faster
+        empty = (scores - scores).nan_to_num_(nan=-1.0).amax(1) < 0
         if bool(empty.any()):
             keep = empty[index[0]]
             scores[index[0][keep], index[1][keep]] = before[keep]
@@ -305,6 +303,7 @@ class _Decoder:
         tokens: list = [None] * P  # python ids per row
         logprobs: list = [None] * P  # (B, 1) each
         relative = torch.full((B, P), float("nan"))
+        reports = _Reports(logprobs, relative)
         forced_tops, forced_at = [], []
         for pos in range(P):
             line, col = divmod(pos, W + 1)
@@ -323,14 +322,14 @@ class _Decoder:
                 else:
                     ids = _draw(scores, cfg.top_k, cfg.top_p, uniforms)
                 tok = self._token_tensor(ids)
-                logprobs[pos] = torch.log_softmax(logits, dim=-1).gather(1, tok.view(B, 1))
-                relative[:, pos] = _relative(logits, scores, tok)
+                reports.add(pos, logits, scores, tok)
             tokens[pos] = ids
             self._record(ids, line, col)
             if col < W:
                 self._update(tok, ids, line, col, forced >= 0)
             if pos + 1 < P:
                 top, state = engine.advance(tok, state)
+        reports.flush()
         if forced_at:
             logp = torch.log_softmax(engine.head(torch.cat(forced_tops)), dim=-1)
             ids = torch.tensor([self.forced[p] for p in forced_at]).repeat_interleave(B)
@@ -392,12 +391,3 @@ class _Decoder:
         locked = logprobs[:, self.locked_positions].sum(1) if self.locked_positions else None
         return tokens, logprobs, locked, beam_score, relative
 
-
-def _relative(base: torch.Tensor, scores: torch.Tensor, tok: torch.Tensor,
-              rows: torch.Tensor | None = None) -> torch.Tensor:
-    """(B,) log p(tok) - max log p over the tokens ``scores`` allows, from the model's own
-    ``base`` (logits or log-probs); ``rows``: each token's row (beam search: its parent)."""
-    best = base.masked_fill(~torch.isfinite(scores), float("-inf")).amax(1)
-    if rows is not None:
-        base, best = base.index_select(0, rows), best.index_select(0, rows)
-    return base.gather(1, tok.view(-1, 1))[:, 0] - best

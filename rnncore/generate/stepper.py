@@ -11,14 +11,17 @@ The decoder drives an engine through four calls, for B rows and a vocab of V tok
 logits). ``_LSTMStepper`` is the fused float32 / float16-packed LSTM step for a
 unidirectional LSTM ``CharRNN`` in eval mode; its ``top`` is the last layer's hidden state
 (B, H), so the head product (H x V) is skipped where the token is forced. A head that is
-not a plain Linear (the adaptive softmax) is called as the model's own module: its output,
-the exact log-probabilities, serves as the logits.
+not a plain Linear serves its exact log-probabilities as the logits: the adaptive softmax
+through ``_adaptive_log_prob`` (torch's ops, the same bits), any other as the model's module.
+For one row a step is mostly per-op overhead (a few microseconds each), so the step's
+intermediates live in buffers reused every step (``_Scratch``).
 """
 from __future__ import annotations
 
 import weakref
 
 import torch
+import torch.nn.functional as F
 
 from rnncore.cells import lstm_pointwise
 from rnncore.kinds import layer_weights
@@ -106,6 +109,67 @@ def _linear_fp16(x: torch.Tensor, packed) -> torch.Tensor:
     return torch.ops.quantized.linear_dynamic_fp16(x, packed)
 
 
+def _adaptive_parts(head):
+    """``(W_h, b_h, c_0, [(P_i, U_i)])`` of an adaptive softmax head
+    (``torch.nn.AdaptiveLogSoftmaxWithLoss`` with bias-free two-layer tails) for
+    ``_adaptive_log_prob``, or None for any other head."""
+    if not isinstance(head, torch.nn.AdaptiveLogSoftmaxWithLoss):
+        return None
+    tails = []
+    for tail in head.tail:
+        if not (isinstance(tail, torch.nn.Sequential) and len(tail) == 2
+                and all(isinstance(m, torch.nn.Linear) and m.bias is None for m in tail)):
+            return None
+        tails.append((tail[0].weight, tail[1].weight))
+    return head.head.weight, head.head.bias, head.shortlist_size, tails
+
+
+def _adaptive_log_prob(parts, x: torch.Tensor, scratch: dict) -> torch.Tensor:
+    """x (B, H) -> log p (B, V): the arithmetic of torch's
+    ``AdaptiveLogSoftmaxWithLoss.log_prob`` op for op (so the same bits), without its module
+    calls, and the head's log-softmax kept in a buffer with ready-made views, since a view
+    costs as much as a small op (about half of a one-row step's head time was such overhead).
+    ``scratch``: the caller's buffers, per row count."""
+    w, b, shortlist, tails = parts
+    hit = scratch.get(x.shape[0])
+    if hit is None:  # (B, c_0 + k) and views of it: the shortlist and one slot per cluster
+        hl = x.new_empty((x.shape[0], w.shape[0]))
+        hit = scratch[x.shape[0]] = (hl, hl[:, :shortlist],
+                                    [hl[:, shortlist + i, None] for i in range(len(tails))])
+    hl, short, slots = hit
+    torch.log_softmax(F.linear(x, w, b), dim=1, out=hl)
+    pieces = [short]
+    for (proj, up), slot in zip(tails, slots):
+        # log p(v) = log p(cluster) + log p(v | cluster), the same single rounding in place
+        pieces.append(torch.log_softmax(F.linear(F.linear(x, proj), up), dim=1).add_(slot))
+    return torch.cat(pieces, 1)  # clusters follow the shortlist; fresh: the decoder keeps it
+
+
+class _Scratch:
+    """One layer's step buffers for B rows, reused every step (only h' and c' leave a step),
+    with their views made once: ``gates`` (B, 4H), ``xh`` (B, K) the input of a layer > 0,
+    ``sig`` (B, 4H) its sigmoid, views ``i f o`` of it, ``g`` of gates.
+
+    ``pointwise`` is ``lstm_pointwise`` with one sigmoid over all gates instead of three and
+    no new tensors but h' and c': the same bits where each slice runs the vectorised
+    kernels (H a multiple of 64; ATen finishes other lengths with scalar code of other
+    rounding), about half of a one-row step's non-matmul time."""
+
+    def __init__(self, B: int, K: int, H: int) -> None:
+        empty = lambda n: torch.empty(B, n, dtype=torch.float32)  # noqa: E731
+        self.gates, self.xh, self.sig = empty(4 * H), empty(K), empty(4 * H)
+        self.i, self.f, _, self.o = self.sig.chunk(4, 1)
+        self.g = self.gates[:, 2 * H:3 * H]
+        self.tg, self.fc, self.ig, self.tc = (empty(H) for _ in range(4))
+
+    def pointwise(self, gates: torch.Tensor, c: torch.Tensor):
+        H = c.shape[1]
+        torch.sigmoid(gates, out=self.sig)
+        torch.tanh(self.g if gates is self.gates else gates[:, 2 * H:3 * H], out=self.tg)
+        c = torch.add(torch.mul(self.f, c, out=self.fc), torch.mul(self.i, self.tg, out=self.ig))
+        return torch.mul(self.o, torch.tanh(c, out=self.tc)), c
+
+
 class _LSTMStepper:
     """``model.step`` for a unidirectional LSTM ``CharRNN`` in eval mode, with each layer's
     two matmuls fused into one and every weight stored transposed (K, N)::
@@ -145,6 +209,7 @@ class _LSTMStepper:
         self.hidden_size = rnn.hidden_size
         # only a Linear head is fused; any other is called as it is (``head``)
         self.model_head = None if isinstance(model.head, torch.nn.Linear) else model.head
+        self.adaptive = _adaptive_parts(model.head)
         params = [p for l in range(rnn.num_layers) for p in layer_weights(rnn, l)]
         params += [*model.head.parameters(), model.embedding.weight]
         # fused weights are cached per model and rebuilt whenever a parameter changes
@@ -161,6 +226,11 @@ class _LSTMStepper:
         # core that costs more than the halved bytes save (2-core EPYC, bundled model: one
         # poem ~10% slower on 1 thread, ~15% faster on 2; 16 poems 15-30% faster on both)
         self.fp16_one_row = torch.get_num_threads() > 1
+        # step buffers per row count (``_Scratch``; float32 hidden sizes that are multiples
+        # of 64 only), and the adaptive head's
+        self.scratch = {} if self.hidden_size % 64 == 0 and \
+            self.embedding.dtype == torch.float32 else None
+        self.head_scratch: dict = {}
 
     def _build(self, model):
         rnn = model.rnn
@@ -208,28 +278,50 @@ class _LSTMStepper:
         packed = self.layers_packed
         if packed is not None and not self.fp16_one_row and tokens.shape[0] == 1:
             packed = None
+        bufs = self._buffers(tokens.shape[0])
         new_h, new_c = [], []
         for l, ((w, b), h, c) in enumerate(zip(self.layers, hs, cs)):
+            buf = bufs[l] if bufs else None
+            out = buf.gates if buf else None
             if l == 0 and self.input_table is not None:
-                x_proj = self.input_table.index_select(0, tokens)
                 if packed is None:
-                    gates = torch.addmm(x_proj, h, w)
+                    gates = torch.addmm(self.input_table.index_select(0, tokens), h, w, out=out)
                 else:
-                    gates = x_proj.add_(_linear_fp16(h, packed[0]))
+                    gates = torch.index_select(self.input_table, 0, tokens, out=out)
+                    gates.add_(_linear_fp16(h, packed[0]))
             else:
                 if l == 0:
                     x = torch.nn.functional.embedding(tokens, self.embedding)
-                xh = torch.cat([x, h], 1)
+                xh = torch.cat([x, h], 1, out=buf.xh if buf else None)
                 if packed is not None:
                     gates = _linear_fp16(xh, packed[l])
+                elif b is None:
+                    gates = torch.mm(xh, w, out=out)
                 else:
-                    gates = torch.mm(xh, w) if b is None else torch.addmm(b, xh, w)
-            (x, c), _ = lstm_pointwise(gates, c)
+                    gates = torch.addmm(b, xh, w, out=out)
+            if buf is None:
+                (x, c), _ = lstm_pointwise(gates, c)
+            else:
+                x, c = buf.pointwise(gates, c)
             new_h.append(x)
             new_c.append(c)
         return x, (new_h, new_c)
 
+    def _buffers(self, rows: int):
+        if self.scratch is None:
+            return None
+        hit = self.scratch.get(rows)
+        if hit is None:
+            H = self.hidden_size
+            hit = self.scratch[rows] = [_Scratch(rows, w.shape[0], H) for w, _ in self.layers]
+        return hit
+
     def head(self, top: torch.Tensor) -> torch.Tensor:
+        if self.adaptive is not None:
+            if not torch.is_grad_enabled():
+                return _adaptive_log_prob(self.adaptive, top, self.head_scratch)
+            with torch.no_grad():
+                return _adaptive_log_prob(self.adaptive, top, self.head_scratch)
         if self.model_head is not None:
             with torch.no_grad():
                 return self.model_head(top)

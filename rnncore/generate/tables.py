@@ -69,6 +69,35 @@ class _VocabTables:
         self.struct_bias = torch.where(self.char_ok, 0.0, float("-inf"))
         self.not_level_only = ~self.level_only
         self.ids = torch.arange(V)  # ids[i : i + 1] is token i as a (1,) tensor, no copy
+        self._rhyme_rows: dict = {}
+
+    def rhyme_row(self, groups: tuple, first_line: bool, kind: int | None):
+        """The hard rules at a rhyming line end for one row, cached (a few hundred bool ops
+        a position otherwise): ``(bias (V,) 0 allowed / -inf, tone relaxed, rhyme relaxed)``.
+
+        Allowed: characters sharing one of the open rhyme ``groups`` (30 bools), or at the end
+        of line 1 (``first_line``) any that can be read 仄; with tones (``kind`` not None)
+        also meeting ``tone_ok[kind]``, a rule dropped when nothing would be left, then the
+        rhyme rule too (any character)."""
+        key = (groups, first_line, kind)
+        hit = self._rhyme_rows.get(key)
+        if hit is None:
+            if len(self._rhyme_rows) >= 256:  # 33 KB each for the bundled vocab
+                self._rhyme_rows.clear()  # (one call, safe with threads sharing the tables)
+            allowed = (torch.tensor(groups, dtype=torch.float32) @ self.rhyme_fT) > 0
+            if first_line:  # a 仄-capable (or unknown) ending may leave line 1 unrhymed
+                allowed |= self.not_level_only
+            allowed &= self.char_ok
+            tone_relaxed = rhyme_relaxed = False
+            if kind is not None:
+                full = allowed & self.tone_ok[kind]
+                tone_relaxed = not bool(full.any())
+                allowed = allowed if tone_relaxed else full
+            if not bool(allowed.any()):
+                allowed, rhyme_relaxed = self.char_ok, True
+            bias = torch.zeros(len(allowed)).masked_fill_(~allowed, float("-inf"))
+            hit = self._rhyme_rows[key] = (bias, tone_relaxed, rhyme_relaxed)
+        return hit
 
 
 # keyed by the tokens, so equal vocabs (the same checkpoint loaded twice) share one entry
