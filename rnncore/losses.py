@@ -19,26 +19,28 @@ from torch import Tensor
 
 
 class _CrossEntropySum(torch.autograd.Function):
+    # a dozen small ops run once per truncated window: scalar ``where`` arguments, one
+    # read-back of the target range and a bool-by-scalar product keep that count low
     @staticmethod
     def forward(ctx, logits: Tensor, targets: Tensor, ignore_index: int) -> Tensor:
         valid = targets != ignore_index                                 # (N,)
-        safe = torch.where(valid, targets, torch.zeros_like(targets))   # gather needs a real id
-        if safe.numel():  # one reduction checks every real target's range
-            lo, hi = torch.aminmax(safe)
-            if lo < 0 or hi >= logits.shape[1]:
+        idx = torch.where(valid, targets, 0).unsqueeze(1)               # (N, 1) real ids
+        if idx.numel():  # one reduction checks every real target's range
+            lo, hi = torch.aminmax(idx)
+            if int(lo) < 0 or int(hi) >= logits.shape[1]:
                 raise ValueError(f"targets must be in [0, {logits.shape[1]}) or {ignore_index}")
         logp = torch.log_softmax(logits, dim=1)                         # (N, V)
-        picked = logp.gather(1, safe.unsqueeze(1)).squeeze(1)          # (N,)
-        loss = -torch.where(valid, picked, torch.zeros_like(picked)).sum()
-        ctx.save_for_backward(logp, safe, valid)
+        picked = logp.gather(1, idx).squeeze(1)                         # (N,)
+        loss = torch.where(valid, picked, 0.0).sum().neg()
+        ctx.save_for_backward(logp, idx, valid)
         return loss
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        logp, safe, valid = ctx.saved_tensors
+        logp, idx, valid = ctx.saved_tensors
         g = logp.exp_()                                                 # softmax, in place
-        g.scatter_add_(1, safe.unsqueeze(1), g.new_full((g.shape[0], 1), -1.0))
-        g.mul_(valid.unsqueeze(1).to(g.dtype) * grad)
+        g.scatter_add_(1, idx, g.new_full((g.shape[0], 1), -1.0))
+        g.mul_(valid.unsqueeze(1) * grad)                               # 0 on ignored rows
         return g, None, None
 
 

@@ -275,25 +275,40 @@ class _Grads:
     are single GEMMs over all N rows."""
 
     def __init__(self, x, w_ih, w_hh, h0, prev_src, sched, need):
-        self.x, self.w_ih, self.h0, self.prev_src, self.sched = x, w_ih, h0, prev_src, sched
+        self.x, self.w_ih, self.w_hh, self.h0 = x, w_ih, w_hh, h0
+        self.prev_src, self.sched, self.need = prev_src, sched, need
         self.dx = x.new_empty(x.shape) if need[0] else None
-        self.dw_ih = torch.zeros_like(w_ih) if need[1] else None
-        self.db_ih = w_ih.new_zeros(w_ih.shape[0]) if need[2] else None
-        self.dw_hh = torch.zeros_like(w_hh) if need[5] else None
-        self.db_hh = w_hh.new_zeros(w_hh.shape[0]) if need[6] else None
+        # made by the first block (a truncated window's only one) instead of zeroed first
+        self.dw_ih = self.db_ih = self.dw_hh = self.db_hh = None
 
     def __call__(self, lo: int, hi: int, dAx: Tensor, dAh: Tensor) -> None:
+        need = self.need
         if self.dx is not None:
             torch.mm(dAx, self.w_ih, out=self.dx[lo:hi])
-        if self.dw_ih is not None:
-            self.dw_ih.addmm_(dAx.t(), self.x[lo:hi])
-        if self.dw_hh is not None:
+        if need[1]:
+            if self.dw_ih is None:
+                self.dw_ih = torch.mm(dAx.t(), self.x[lo:hi])
+            else:
+                self.dw_ih.addmm_(dAx.t(), self.x[lo:hi])
+        if need[5]:
+            if self.dw_hh is None:
+                self.dw_hh = torch.zeros_like(self.w_hh)
             _weight_grad_into(self.dw_hh, dAh, self.prev_src, self.h0, self.sched, lo, hi)
-        sum_x = dAx.sum(0) if self.db_ih is not None else None
-        if self.db_ih is not None:
-            self.db_ih += sum_x
-        if self.db_hh is not None:
-            self.db_hh += sum_x if dAh is dAx and sum_x is not None else dAh.sum(0)
+        sum_x = dAx.sum(0) if need[2] or (need[6] and dAh is dAx) else None
+        sum_h = sum_x if dAh is dAx else dAh.sum(0) if need[6] else None
+        if need[2]:
+            self.db_ih = sum_x if self.db_ih is None else self.db_ih.add_(sum_x)
+        if need[6]:
+            # a copy where db_ih holds the same sum: two Parameters' .grad must not alias
+            self.db_hh = ((sum_h.clone() if sum_h is self.db_ih else sum_h)
+                          if self.db_hh is None else self.db_hh.add_(sum_h))
+
+    def grads(self) -> tuple:
+        """(dx, dW_ih, db_ih, dW_hh, db_hh); zeros for a needed one no block reached."""
+        got = (self.dw_ih, self.db_ih, self.dw_hh, self.db_hh)
+        shapes = (self.w_ih.shape, self.w_ih.shape[:1], self.w_hh.shape, self.w_hh.shape[:1])
+        return (self.dx, *(self.w_ih.new_zeros(shape) if g is None and self.need[i] else g
+                           for g, i, shape in zip(got, (1, 2, 5, 6), shapes)))
 
 
 def _weight_grad_into(dw: Tensor, dA: Tensor, out: Tensor, h0: Tensor, sched: Schedule,

@@ -91,8 +91,8 @@ class _BPTT(torch.autograd.Function):
                 acc, record, need_h0, need_c0)
         if record:
             publish(ctx.tag, dH, sched)
-        return (acc.dx, acc.dw_ih, acc.db_ih, dh0, dc0, acc.dw_hh, acc.db_hh,
-                None, None, None, None)
+        dx, dw_ih, db_ih, dw_hh, db_hh = acc.grads()
+        return dx, dw_ih, db_ih, dh0, dc0, dw_hh, db_hh, None, None, None, None
 
 
 def recurrence(mode: str, x: Tensor, w_ih: Tensor, b_ih: Tensor | None, h0: Tensor,

@@ -52,8 +52,8 @@ class _BPTTProj(torch.autograd.Function):
             dw_hr = dH.t().mm(ms) if need[7] else None
         if record:
             publish(ctx.tag, dH, sched)
-        return (grads.dx, grads.dw_ih, grads.db_ih, dh0, dc0, grads.dw_hh, grads.db_hh, dw_hr,
-                None, None)
+        dx, dw_ih, db_ih, dw_hh, db_hh = grads.grads()
+        return dx, dw_ih, db_ih, dh0, dc0, dw_hh, db_hh, dw_hr, None, None
 
 
 def projected_recurrence(x: Tensor, w_ih: Tensor, b_ih: Tensor | None, h0: Tensor, c0: Tensor,
