@@ -60,11 +60,16 @@ def _corpus(results: dict) -> str:
 
 
 def _newest_full(kind: str, by_kind: dict) -> list[tuple[dict, str]]:
-    """The newest full-size report of ``kind`` for each corpus it was measured on."""
+    """The newest full-size report of ``kind`` for each corpus it was measured on (for
+    BPTT time and memory: of more than one cell)."""
     found = {}
     for run in by_kind.get(kind, []):
         results = load_results(run)
-        if not results.get("config", {}).get("quick"):
+        cells = results.get("config", {}).get("cells")
+        # the time and memory conclusions compare the cells: a report of one cell (a
+        # focused rerun) is listed on the page but not concluded from
+        one_cell = kind.startswith("bptt") and cells is not None and len(cells) < 2
+        if not results.get("config", {}).get("quick") and not one_cell:
             found.setdefault(_corpus(results), (results, run.name))
     return list(found.values())
 
