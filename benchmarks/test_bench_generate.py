@@ -33,7 +33,9 @@ and log-probabilities bit for bit in 0.60x the time for one poem and 0.80x for 1
 thread (old and new interleaved in one process, same seeds, loaded host: 67 -> 41 ms,
 290 -> 225 ms p50): the adaptive head as torch's ops without its module calls, reused
 step buffers, the reported log-probs computed for many positions at once, cached
-rhyme-position masks.
+rhyme-position masks. With that decoder the per-form report (scripts/form_report.py,
+benchmarks/results/20261128-1225-poems, one thread) gives 47 ms for one poem and 212 ms
+for 16: the one-poem target holds again with the form-aware model.
 
 The one-poem time moves by +-10% with the host's load (three runs: 49.1, 49.7, 50.1 ms
 on 2 threads); it sits at the target, not below it with a margin.
