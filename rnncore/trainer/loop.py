@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 from rnncore import data as D
-from rnncore.checkpoint import (CheckpointError, CheckpointManager, RunLock, StepLog,
-                                TrainerState, capture_rng_state, load_checkpoint)
+from rnncore.checkpoint import (CheckpointManager, TrainerState, capture_rng_state,
+                                load_checkpoint)
 from rnncore.functional import fused
 from rnncore.kinds import resolve_head
 from rnncore.model import CharRNN, ModelConfig
@@ -38,8 +38,9 @@ from rnncore.trainer.evaluate import LN2, evaluate_model, metrics_from_sums
 from rnncore.trainer.feed import WindowFeed
 from rnncore.trainer.guard import Snapshot, params_finite
 from rnncore.trainer.optimizer import make_optimizer
-from rnncore.trainer.records import CallbackSpec, Callbacks, EvalRecord, StepRecord, TrainResult
+from rnncore.trainer.records import CallbackSpec, EvalRecord, StepRecord, TrainResult
 from rnncore.trainer.resume import restore, saved_state
+from rnncore.trainer.run import run_trainer
 from rnncore.truncation import window_loss
 
 
@@ -143,13 +144,17 @@ class Trainer:
         self._last_checkpoint_step = -1
         self._last_eval: EvalRecord | None = None
         self._take_snapshot()
-        self._clock = self._saved_at = time.perf_counter()
-        self._run_elapsed = 0.0
+        self._start_clock()
 
     @property
     def elapsed_before(self) -> float:
         """Training time before this ``run`` call (earlier calls, the resumed run)."""
         return self.state.elapsed_s - self._run_elapsed
+
+    def _start_clock(self) -> None:
+        """A ``run`` call starts: its training time counts from now."""
+        self._clock = self._saved_at = time.perf_counter()
+        self._run_elapsed = 0.0
 
     def _tick(self) -> None:
         """Add the wall-clock time since the last tick to ``state.elapsed_s`` and to this
@@ -330,33 +335,6 @@ class Trainer:
         trainer._take_snapshot()
         return trainer
 
-    # ----------------------------------------------------------------- the loop
-
-    def _stop_reason(self, stop_event) -> str | None:
-        cfg = self.cfg
-        flags = self._any_rank(
-            cfg.max_steps is not None and self.step >= cfg.max_steps,
-            stop_event is not None and stop_event.is_set(),
-            cfg.max_minutes is not None and self.training_seconds() >= cfg.max_minutes * 60.0)
-        for flag, reason in zip(flags, ("max_steps", "stopped", "time_budget")):
-            if flag:
-                return reason
-        return None
-
-    def _lock_out_dir(self) -> RunLock | None:
-        """Take the run directory's lock (rank 0; every rank raises if it fails) and refuse
-        to start a fresh run over another run's checkpoints."""
-        lock, problem = None, None
-        if self.cfg.out_dir and self.dist.is_main:
-            lock = RunLock(self.cfg.out_dir)
-            try:  # a trainer that never saved nor resumed starts a new run
-                lock.acquire(fresh=self.last_checkpoint is None)
-            except CheckpointError as exc:
-                problem = exc
-        if self._any_rank(problem is not None)[0]:
-            raise problem or CheckpointError("rank 0 could not lock the run directory")
-        return lock
-
     def _checkpoint_due(self) -> bool:
         """``checkpoint_every`` steps or ``checkpoint_minutes`` since the last save."""
         cfg = self.cfg
@@ -371,60 +349,6 @@ class Trainer:
             stop_event=None) -> TrainResult:
         """Train until a stop condition; callbacks get ``on_step(StepRecord)``,
         ``on_eval(EvalRecord)`` and ``on_checkpoint(path)`` (rank 0 only for the last).
-        With ``out_dir``, the run directory is locked (``RunLock``) while it runs."""
-        lock = self._lock_out_dir()
-        try:
-            return self._run(callbacks, stop_event)
-        finally:
-            if lock is not None:
-                lock.release()
-
-    def _run(self, callbacks, stop_event) -> TrainResult:
-        cfg = self.cfg
-        listeners = Callbacks(callbacks)
-        if cfg.out_dir and self.dist.is_main:
-            listeners.add({"on_step": StepLog(cfg.out_dir, self.step).write})
-
-        def evaluate() -> None:  # the listeners' work (an app job samples a poem) too
-            evals.append(self.evaluate())
-            listeners.emit("on_eval", evals[-1])
-
-        def checkpoint() -> None:
-            path = self.save_checkpoint()
-            if path:
-                listeners.emit("on_checkpoint", path)
-
-        self._clock = self._saved_at = time.perf_counter()
-        self._run_elapsed = 0.0
-        history: list[StepRecord] = []
-        evals: list[EvalRecord] = []
-        reason = None
-        while reason is None:
-            reason = self._stop_reason(stop_event)
-            if reason is not None:
-                break
-            record = self.train_step()
-            history.append(record)
-            listeners.emit("on_step", record)
-            if self._consecutive_nonfinite >= cfg.max_nonfinite:
-                reason = "diverged"
-                break
-            if self.has_val and cfg.eval_every and self.step % cfg.eval_every == 0:
-                self._untimed(evaluate)
-                if cfg.patience and self.state.bad_evals >= cfg.patience:
-                    reason = "early_stopping"
-            if self._checkpoint_due():
-                self._untimed(checkpoint)
-        if self.has_val and (self._last_eval is None or self._last_eval.step != self.step):
-            self._untimed(evaluate)
-        if cfg.out_dir and self._last_checkpoint_step != self.step:
-            self._untimed(checkpoint)
-        self._tick()
-        from rnncore.distributed import max_replica_difference
-
-        return TrainResult.from_history(
-            history, evals, self._run_elapsed, steps=self.step, stop_reason=reason,
-            final_eval=self._last_eval, best_val_loss=self.state.best_val_loss,
-            checkpoint=self.last_checkpoint, nonfinite_steps=self.state.nonfinite_steps,
-            world_size=self.dist.world_size,
-            replica_max_diff=max_replica_difference(self.model, self.dist))
+        With ``out_dir``, the run directory is locked (``RunLock``) while it runs
+        (the loop itself: ``trainer/run.py``)."""
+        return run_trainer(self, callbacks, stop_event)
