@@ -81,10 +81,11 @@ def held_out(data_config=None):
 
 
 def score_model(model, poems: list[list[int]]) -> dict:
-    """The one evaluator: ``evaluate_model`` on ``poems`` (bpc, loss, perplexity, characters)."""
+    """The one evaluator: ``evaluate_model`` on ``poems`` (bpc, loss, perplexity, characters),
+    every poem from the zero state for both trainers (the plain loop has no start state)."""
     from rnncore.trainer import evaluate_model
 
-    m = evaluate_model(model, poems)
+    m = evaluate_model(model, poems, from_start_state=False)
     return {k: m[k] for k in ("bpc", "loss", "perplexity", "characters")}
 
 

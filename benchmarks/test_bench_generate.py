@@ -34,7 +34,7 @@ thread (old and new interleaved in one process, same seeds, loaded host: 67 -> 4
 290 -> 225 ms p50): the adaptive head as torch's ops without its module calls, reused
 step buffers, the reported log-probs computed for many positions at once, cached
 rhyme-position masks. With that decoder the per-form report (scripts/form_report.py,
-benchmarks/results/20261128-1225-poems, one thread) gives 47 ms for one poem and 212 ms
+benchmarks/results/20261128-1405-poems, one thread) gives 42 ms for one poem and 220 ms
 for 16: the one-poem target holds again with the form-aware model.
 
 The one-poem time moves by +-10% with the host's load (three runs: 49.1, 49.7, 50.1 ms

@@ -175,11 +175,13 @@ def score_histories(model, tokens: torch.Tensor, pad_id: int, sample_mask: torch
     valid = targets != pad_id
     other_in = inputs.roll(-1, 0)
     valid_other = valid & other_in.ne(pad_id)
-    bits = {"teacher": _bits(model(inputs)[0], targets), "other": _bits(model(other_in)[0],
-                                                                        targets)}
+    start = model.poem_start_state(inputs.shape[0])    # every poem from the poem start state
+    bits = {"teacher": _bits(model(inputs, start)[0], targets),
+            "other": _bits(model(other_in, start)[0], targets)}
     rows = targets.repeat_interleave(samples, 0)                 # (P*S, n)
     fed = torch.empty_like(rows)
-    tok, state, free = inputs[:, 0].repeat_interleave(samples), None, []
+    tok, free = inputs[:, 0].repeat_interleave(samples), []
+    state = model.poem_start_state(rows.shape[0])
     for t in range(rows.shape[1]):
         fed[:, t] = tok
         logits, state = model.step(tok, state)

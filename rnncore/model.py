@@ -112,6 +112,14 @@ def parameter_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def start_state_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The optional poem start state's tensors (``CharRNN.set_start_state``): h, and c for
+    LSTM, each (L, 1, H); a state dict holds them only once one is set."""
+    shape = (cfg.num_layers, 1, cfg.hidden_size)
+    return {"start_h": shape, **({"start_c": shape}
+                                 if cell_kind(cfg.cell).has_cell_state else {})}
+
+
 def _layer_class(cell: str):
     # imported here so `rnncore.data`/`rnncore.checkpoint` stay importable on their own
     from rnncore.layers import GRU, LSTM, RNN
@@ -150,6 +158,10 @@ class CharRNN(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = make_head(cfg.head, cfg.hidden_size, cfg.vocab_size, cfg.head_cutoffs,
                               cfg.head_div_value)
+        # The state a poem starts from (``set_start_state``): None (zeros) until estimated.
+        # Persistent buffers: saved with the weights once set, absent before.
+        self.register_buffer("start_h", None)
+        self.register_buffer("start_c", None)
 
     @property
     def engine(self) -> str:
@@ -169,6 +181,46 @@ class CharRNN(nn.Module):
         if cell_kind(self.cfg.cell).has_cell_state:
             return h, torch.zeros_like(h)
         return h
+
+    def set_start_state(self, state: State | None) -> None:
+        """Keep ``state`` (h (L, 1, H), plus c for LSTM) as the state every poem starts
+        from (``poem_start_state``); None goes back to the zero state."""
+        if state is None:
+            self.start_h = self.start_c = None
+            return
+        h, c = state if isinstance(state, tuple) else (state, None)
+        weight = self.embedding.weight
+        self.start_h = h.detach().to(weight.device, weight.dtype).clone()
+        self.start_c = None if c is None else c.detach().to(weight.device, weight.dtype).clone()
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict``, taking the poem start state (``start_h``,
+        ``start_c``) when the dict has one and dropping this model's when it has none."""
+        state_dict = dict(state_dict)
+        start = tuple(state_dict.pop(k) for k in ("start_h", "start_c") if k in state_dict)
+        kept = self.start_h, self.start_c
+        self.start_h = self.start_c = None      # so a dict without one is not "missing" it
+        try:
+            result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        except Exception:
+            self.start_h, self.start_c = kept
+            raise
+        self.set_start_state(None if not start else start if len(start) == 2 else start[0])
+        return result
+
+    def poem_start_state(self, batch_size: int) -> State | None:
+        """The state a poem starts from, (L, B, H) per part: the estimated one
+        (``trainer.start_state``) or, when there is none, None (the zero state).
+
+        A model trained on a stream of poems (truncated BPTT carries the state from one poem
+        into the next) never starts a poem from zeros; reading one from zeros puts it off
+        its training distribution for many characters."""
+        if self.start_h is None:
+            return None
+        h = self.start_h.expand(-1, batch_size, -1).contiguous()
+        if self.start_c is None:
+            return h
+        return h, self.start_c.expand(-1, batch_size, -1).contiguous()
 
     def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """tokens (B, T) long -> logits (B, T, V) (log_softmax of them: the exact

@@ -4,14 +4,15 @@ python scripts/export_bundled.py RUN_DIR [DEST]   (DEST: rnncore/assets/tang_def
 
 The weights are stored in float16 (half the size); ``load_checkpoint`` copies them into a
 float32 CharRNN. The validation loss of the exported weights is re-measured after the
-cast and written into the checkpoint's metrics, so the model card quotes what ships.
+cast and written into the checkpoint's metrics, so the model card quotes what ships. A
+model trained on a stream of poems gets its poem start state (``trainer.start_state``).
 """
 import sys
 from pathlib import Path
 
 from rnncore.checkpoint import best_checkpoint, load_checkpoint, save_checkpoint
 from rnncore.data import DataConfig, prepare_data
-from rnncore.trainer import evaluate_model
+from rnncore.trainer import estimate_start_state, evaluate_model
 
 
 def main(run_dir: str, dest: str = "rnncore/assets/tang_default") -> None:
@@ -22,6 +23,8 @@ def main(run_dir: str, dest: str = "rnncore/assets/tang_default") -> None:
     state = ck.trainer_state
     data = prepare_data(state.data_config if state is not None else DataConfig())
     model = ck.model.half().float()           # what the float16 file will give back
+    if (ck.train_config or {}).get("strategy", "truncated") != "full":  # trained on a stream
+        model.set_start_state(estimate_start_state(model, data.train))
     val = evaluate_model(model, data.val)
     metrics = dict(ck.meta.get("metrics") or {}, exported_float16_val=val)
     save_checkpoint(Path(dest), ck.model.half(), ck.vocab, ck.model_config,

@@ -80,7 +80,7 @@ def test_each_form_has_its_measured_temperature():
     assert GenerationConfig(form="qilv", temperature=1.3).temperature == 1.3
     assert GenerationConfig().top_p == DEFAULT_TOP_P
     found = [c for c in what_to_choose(results, by_kind) if c.kind == "decoding"]
-    assert len(found) == 1 and "五言絕句 0.7 (0.829 against 0.833)" in found[0].text
+    assert len(found) == 1 and "五言絕句 0.85 (0.850 against 0.833)" in found[0].text
 
 
 def test_decoding_figure_draws_every_form():

@@ -31,7 +31,7 @@ from rnncore.checkpoint.rng import capture_rng_state
 from rnncore.checkpoint.rundir import resolve_checkpoint
 from rnncore.checkpoint.state import TrainerState
 from rnncore.data import Vocab
-from rnncore.model import CharRNN, ModelConfig, parameter_shapes
+from rnncore.model import CharRNN, ModelConfig, parameter_shapes, start_state_shapes
 
 FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")  # safetensors' names
 
@@ -236,6 +236,7 @@ def _check_tensor_headers(file: Path, model_config: ModelConfig) -> None:
     from safetensors import SafetensorError, safe_open
 
     expected = parameter_shapes(model_config)
+    optional = start_state_shapes(model_config)
     try:
         with safe_open(str(file), framework="pt") as fh:
             found = {name: (tuple(fh.get_slice(name).get_shape()), fh.get_slice(name).get_dtype())
@@ -243,7 +244,8 @@ def _check_tensor_headers(file: Path, model_config: ModelConfig) -> None:
     except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{file} is corrupt ({exc})") from None
     missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
+    unexpected = sorted(set(found) - set(expected) - set(optional))
+    expected = {**expected, **optional}
     if missing or unexpected:
         raise CheckpointError(f"{file} does not match the model config "
                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")

@@ -61,15 +61,17 @@ def run(args) -> int:
     unknown = sum(1 for p in poems for c in p.text if c not in vocab)
     model = ckpt.model.to(device)
     m = evaluate_model(model, encoded, args.batch_size, device)
+    start = "zeros" if model.start_h is None else "the model's start state"
     out = {"checkpoint": str(ckpt.path), "step": ckpt.step, "corpus": cfg.corpus,
            "split": args.split, "poems": len(poems), "characters": m["characters"],
            "unknown_characters": unknown, "loss": m["loss"], "bpc": m["bpc"],
-           "perplexity": m["perplexity"], "device": str(device)}
+           "perplexity": m["perplexity"], "device": str(device),
+           "from": start}
     if args.json:
         print_json(out)
     else:
         print(f"{ckpt.path} (step {ckpt.step}) on {len(poems)} {args.split} poems of "
               f"{cfg.corpus}: loss {m['loss']:.4f} nats/char, {m['bpc']:.4f} bits/char, "
-              f"perplexity {m['perplexity']:.4g}"
+              f"perplexity {m['perplexity']:.4g}, every poem from {start}"
               + (f" ({unknown} unknown characters)" if unknown else ""))
     return 0

@@ -26,7 +26,7 @@ MAX_NUM = 256
 # 七律 use more attested pairs than real 七律 (0.84 against 0.79), the 五絕 fewer (0.77
 # against 0.83). Other checkpoints get the same table (it is the bundled model's).
 DEFAULT_TOP_P = 0.9
-FORM_TEMPERATURE = {"wujue": 0.7, "qijue": 0.85, "wulv": 0.85, "qilv": 0.9}
+FORM_TEMPERATURE = {"wujue": 0.85, "qijue": 0.9, "wulv": 0.85, "qilv": 0.9}
 
 
 def default_temperature(form: str) -> float:

@@ -58,7 +58,8 @@ class _ModelEngine:
         self.model = model
 
     def start(self, ids: list[int], rows: int):
-        logits, state = self.model(torch.tensor([ids], dtype=torch.long), None)
+        logits, state = self.model(torch.tensor([ids], dtype=torch.long),
+                                   self.model.poem_start_state(1))
         return logits[:, -1].expand(rows, -1), _state_expand(state, rows)
 
     def advance(self, tokens: torch.Tensor, state):
@@ -205,6 +206,7 @@ class _LSTMStepper:
     def __init__(self, model) -> None:
         rnn = model.rnn
         self.embedding = model.embedding.weight
+        self.start_state = model.poem_start_state(1)  # (h, c) (L, 1, H) or None
         self.num_layers = rnn.num_layers
         self.hidden_size = rnn.hidden_size
         # only a Linear head is fused; any other is called as it is (``head``)
@@ -332,9 +334,15 @@ class _LSTMStepper:
         return torch.addmm(self.head_b, top, self.head_wT)
 
     def start(self, ids: list[int], rows: int):
-        """Feed the priming ids to one row from the zero state, then copy it to ``rows``."""
-        zero = torch.zeros(1, self.hidden_size, dtype=self.embedding.dtype)
-        state = ([zero] * self.num_layers, [zero] * self.num_layers)
+        """Feed the priming ids to one row from the model's poem start state (zeros if it
+        has none), then copy it to ``rows``."""
+        if self.start_state is None:
+            zero = torch.zeros(1, self.hidden_size, dtype=self.embedding.dtype)
+            state = ([zero] * self.num_layers, [zero] * self.num_layers)
+        else:
+            h, c = self.start_state
+            state = ([h[l] for l in range(self.num_layers)],
+                     [c[l] for l in range(self.num_layers)])
         for i in ids:
             top, state = self.advance(torch.tensor([i], dtype=torch.long), state)
         hs, cs = state

@@ -16,8 +16,11 @@ LN2 = math.log(2.0)
 
 @torch.no_grad()
 def evaluate_model(model: CharRNN, encoded_poems: list[list[int]], batch_size: int = 64,
-                   device: torch.device | str | None = None) -> dict:
-    """Validation metrics over whole poems, each from the zero state.
+                   device: torch.device | str | None = None, *,
+                   from_start_state: bool = True) -> dict:
+    """Validation metrics over whole poems, each from the model's poem start state
+    (``CharRNN.poem_start_state``; the zero state for a model without one, or with
+    ``from_start_state`` false).
 
     Returns ``loss_sum`` (nats), ``characters`` (predicted symbols, ``<eos>`` included, pad
     excluded), ``loss = loss_sum / characters``, ``bpc = loss / ln 2``,
@@ -34,7 +37,11 @@ def evaluate_model(model: CharRNN, encoded_poems: list[list[int]], batch_size: i
     total, count = 0.0, 0
     try:
         for batch in D.poem_batches(encoded_poems, batch_size, shuffle=False):
-            logits, _ = model(batch.inputs.to(device))
+            inputs = batch.inputs.to(device)
+            # models other than CharRNN (the textbook's variants) start from zeros
+            start_of = getattr(model, "poem_start_state", None) if from_start_state else None
+            start = start_of(inputs.shape[0]) if start_of is not None else None
+            logits, _ = model(inputs, start)
             # at least float32 (a half model's logits), float64 kept
             logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)),

@@ -41,6 +41,7 @@ from rnncore.trainer.optimizer import make_optimizer
 from rnncore.trainer.records import CallbackSpec, EvalRecord, StepRecord, TrainResult
 from rnncore.trainer.resume import restore, saved_state
 from rnncore.trainer.run import run_trainer
+from rnncore.trainer.start_state import estimate_start_state
 from rnncore.truncation import window_loss
 
 
@@ -261,7 +262,11 @@ class Trainer:
     # ----------------------------------------------------------------- evaluation
 
     def evaluate(self) -> EvalRecord:
-        """Validation loss/bpc/perplexity over the val poems (all ranks' shards)."""
+        """Validation loss/bpc/perplexity over the val poems (all ranks' shards), from the
+        poem start state estimated first (``start_state``: a stream-trained model never
+        starts a poem from zeros; "full" trains every poem from zeros, so it keeps them)."""
+        if self.cfg.strategy != "full":
+            self.model.set_start_state(estimate_start_state(self.model, self.data.train))
         loss_sum, count = 0.0, 0
         if self.val_poems:
             m = evaluate_model(self.model, self.val_poems, self.cfg.eval_batch_size, self.device)
