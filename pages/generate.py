@@ -125,8 +125,9 @@ with st.form("gen_form"):
         prefix = st.text_input("Begin with", key="gen_prefix")
         num = st.number_input("Number of poems", 1, 16, 1, key="gen_num")
     with c2:
-        rhyme = st.toggle("Rhyme (平水韻) on even lines", key="gen_rhyme")
-        tones = st.toggle("Follow the tone pattern (平仄)", key="gen_tones")
+        # on by default, as in the CLI: the decoding defaults were measured with them
+        rhyme = st.toggle("Rhyme (平水韻) on even lines", value=True, key="gen_rhyme")
+        tones = st.toggle("Follow the tone pattern (平仄)", value=True, key="gen_tones")
         simplified = st.toggle("Simplified characters", key="gen_simplified")
         vertical = st.toggle("Vertical, right to left", key="gen_vertical")
         novelty = st.toggle("Novelty vs the Tang corpus", key="gen_novelty",

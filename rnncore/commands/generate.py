@@ -6,6 +6,7 @@ exits 2 (through ``rnncore.cli``).
 """
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 
@@ -28,8 +29,11 @@ def register(subparsers) -> None:
     p.add_argument("--style", default="", help="text that primes the model (not printed)")
     p.add_argument("--lock", action="append", default=[], metavar="N:LINE",
                    help="keep line N (1-based) as LINE and write the others (repeatable)")
-    p.add_argument("--rhyme", action="store_true", help="even lines rhyme (平水韻)")
-    p.add_argument("--tones", action="store_true", help="follow a 平仄 template")
+    # on by default, as on the Generate page: the decoding defaults were measured with them
+    p.add_argument("--rhyme", action=argparse.BooleanOptionalAction, default=True,
+                   help="even lines rhyme (平水韻; default on)")
+    p.add_argument("--tones", action=argparse.BooleanOptionalAction, default=True,
+                   help="follow a 平仄 template (default on)")
     p.add_argument("--soft", action="store_true",
                    help="rhyme/tones as penalties instead of hard masks")
     p.add_argument("--greedy", action="store_true", help="always take the likeliest character")
