@@ -188,7 +188,8 @@ class CharRNN(nn.Module):
         if state is None:
             self.start_h = self.start_c = None
             return
-        h, c = state if isinstance(state, tuple) else (state, None)
+        h, *c = state if isinstance(state, tuple) else (state,)
+        c = c[0] if c else None
         weight = self.embedding.weight
         self.start_h = h.detach().to(weight.device, weight.dtype).clone()
         self.start_c = None if c is None else c.detach().to(weight.device, weight.dtype).clone()
@@ -205,7 +206,7 @@ class CharRNN(nn.Module):
         except Exception:
             self.start_h, self.start_c = kept
             raise
-        self.set_start_state(None if not start else start if len(start) == 2 else start[0])
+        self.set_start_state(start or None)
         return result
 
     def poem_start_state(self, batch_size: int) -> State | None:

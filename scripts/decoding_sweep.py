@@ -27,8 +27,7 @@ from benchmarks.measure import machine_info
 from benchmarks.report import write_files
 from benchmarks.run import FORMAT, code_version
 from rnncore import data as D
-from rnncore.checkpoint import load_checkpoint
-from rnncore.generate import DEFAULT_TOP_P, FORM_TEMPERATURE, load_default_model
+from rnncore.generate import DEFAULT_TOP_P, FORM_TEMPERATURE, load_model
 from rnncore.generate.quality import (closest_to, decoding_sweep, poem_set_quality,
                                       quality_table)
 from rnncore.poetry import FORMS, CorpusIndex
@@ -83,8 +82,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    ck = load_checkpoint(args.checkpoint, load_optimizer=False) if args.checkpoint \
-        else load_default_model()
+    ck = load_model(args.checkpoint)
     state = ck.trainer_state
     data = D.prepare_data(state.data_config if state else D.DataConfig())
     index = CorpusIndex(p.text for p in data.train_poems)

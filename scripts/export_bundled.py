@@ -13,6 +13,7 @@ from pathlib import Path
 from rnncore.checkpoint import best_checkpoint, load_checkpoint, save_checkpoint
 from rnncore.data import DataConfig, prepare_data
 from rnncore.trainer import estimate_start_state, evaluate_model
+from rnncore.trainer.config import streams_poems
 
 
 def main(run_dir: str, dest: str = "rnncore/assets/tang_default") -> None:
@@ -23,7 +24,7 @@ def main(run_dir: str, dest: str = "rnncore/assets/tang_default") -> None:
     state = ck.trainer_state
     data = prepare_data(state.data_config if state is not None else DataConfig())
     model = ck.model.half().float()           # what the float16 file will give back
-    if (ck.train_config or {}).get("strategy", "truncated") != "full":  # trained on a stream
+    if streams_poems((ck.train_config or {}).get("strategy", "truncated")):
         model.set_start_state(estimate_start_state(model, data.train))
     val = evaluate_model(model, data.val)
     metrics = dict(ck.meta.get("metrics") or {}, exported_float16_val=val)

@@ -21,9 +21,8 @@ from pathlib import Path
 import torch
 
 from rnncore import data as D
-from rnncore.checkpoint import load_checkpoint
 from rnncore.generate import (DEFAULT_TOP_P, FORM_TEMPERATURE, GenerationConfig, generate,
-                              load_default_model)
+                              load_model)
 from rnncore.generate.quality import poem_set_quality, quality_table
 from rnncore.poetry import FORMS, CorpusIndex
 from rnncore.trainer import evaluate_by_form, evaluate_model
@@ -58,8 +57,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    ck = load_checkpoint(args.checkpoint, load_optimizer=False) if args.checkpoint \
-        else load_default_model()
+    ck = load_model(args.checkpoint)
     model, vocab = ck.model.eval(), ck.vocab
     data = D.prepare_data(D.DataConfig(corpus="quantangshi", form_tokens=True))
     index = CorpusIndex(p.text for p in data.train_poems)

@@ -9,9 +9,8 @@ import argparse
 import statistics
 import time
 
-from rnncore.checkpoint import load_checkpoint
 from rnncore.data import load_corpus
-from rnncore.generate import GenerationConfig, generate, load_default_model
+from rnncore.generate import GenerationConfig, generate, load_model
 
 
 def main() -> None:
@@ -19,8 +18,7 @@ def main() -> None:
     ap.add_argument("checkpoint", nargs="?")
     ap.add_argument("--samples", type=int, default=100)
     args = ap.parse_args()
-    ck = load_checkpoint(args.checkpoint, load_optimizer=False) if args.checkpoint \
-        else load_default_model()
+    ck = load_model(args.checkpoint)
     corpus = load_corpus("tang")
     print("## 10 poems (七言律詩, rhyme and tones on, hard constraints, top-p 0.9)\n")
     cfg = GenerationConfig(form="qilv", rhyme=True, tones=True, num=10, seed=7, top_p=0.9)

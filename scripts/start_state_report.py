@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from rnncore import data as D
-from rnncore.checkpoint import load_checkpoint
-from rnncore.generate import FORM_TEMPERATURE, GenerationConfig, generate, load_default_model
+from rnncore.generate import FORM_TEMPERATURE, GenerationConfig, generate, load_model
 from rnncore.poetry import FORMS, CorpusIndex, line_bodies, split_poem
 from rnncore.trainer import estimate_start_state, evaluate_model
 
@@ -52,8 +51,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    ck = load_checkpoint(args.checkpoint, load_optimizer=False) if args.checkpoint \
-        else load_default_model()
+    ck = load_model(args.checkpoint)
     vocab = ck.vocab
     data = D.prepare_data(D.DataConfig(corpus="quantangshi", form_tokens=True))
     with_start = ck.model.eval()

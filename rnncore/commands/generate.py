@@ -116,15 +116,10 @@ def _summary(metrics: dict) -> str:
 
 
 def run(args) -> int:
-    from rnncore.generate import form_outside_training, generate, load_default_model
+    from rnncore.generate import form_outside_training, generate, load_model
 
     cfg = build_config(args)  # validate before loading anything
-    if args.checkpoint:
-        from rnncore.checkpoint import load_checkpoint
-
-        ckpt = load_checkpoint(args.checkpoint, map_location="cpu", load_optimizer=False)
-    else:
-        ckpt = load_default_model()
+    ckpt = load_model(args.checkpoint)
     corpus = None
     if args.novelty:
         from rnncore.data import load_corpus

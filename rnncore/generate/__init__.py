@@ -65,7 +65,7 @@ __all__ = [
     "CONSTRAINTS", "DEFAULT_TOP_P", "FORM_TEMPERATURE", "MAX_NUM", "NUCLEUS_ROUNDS",
     "STRATEGIES", "DefaultModelMissing", "GeneratedPoem", "GenerationConfig",
     "GenerationError", "default_model_path", "default_temperature",
-    "form_outside_training", "generate", "load_default_model",
+    "form_outside_training", "generate", "load_default_model", "load_model",
 ]
 
 _DEFAULT_MODEL_DIR = ("assets", "tang_default")
@@ -222,3 +222,13 @@ def load_default_model():
             f"the bundled model is missing ({path}); train one with `python -m rnncore train` "
             "and pass its checkpoint")
     return load_checkpoint(path, map_location="cpu", load_optimizer=False)
+
+
+def load_model(checkpoint=None):
+    """The checkpoint at ``checkpoint`` (a checkpoint or run directory, weights only, on the
+    CPU), or the bundled model when it is None or empty."""
+    if not checkpoint:
+        return load_default_model()
+    from rnncore.checkpoint import load_checkpoint
+
+    return load_checkpoint(checkpoint, map_location="cpu", load_optimizer=False)

@@ -14,6 +14,12 @@ import torch
 from rnncore.configs import DictConfig
 
 STRATEGIES = ("full", "truncated", "randomized")
+
+
+def streams_poems(strategy: str) -> bool:
+    """True if ``strategy`` trains on the poems as one stream with the state carried from
+    poem to poem (truncated, randomized); "full" reads every poem whole from zeros."""
+    return strategy != "full"
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("none", "cosine", "step")
 DEVICES = ("auto", "cpu", "cuda")

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from rnncore import data as D
 from rnncore.model import State
-from rnncore.trainer.config import TrainConfig, TrainConfigError
+from rnncore.trainer.config import TrainConfig, TrainConfigError, streams_poems
 from rnncore.truncation import carry_point, draw_keep_factors
 
 
@@ -26,7 +26,7 @@ class WindowFeed:
     def __init__(self, poems: list[list[int]], cfg: TrainConfig, rank: int = 0) -> None:
         self.poems = poems
         self.cfg = cfg
-        self.stream_layout = cfg.strategy != "full"
+        self.stream_layout = streams_poems(cfg.strategy)
         self.xi_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank + 1)
         self.carry: State | None = None
         self.prefix_x = torch.zeros(cfg.batch_size, 0, dtype=torch.long)

@@ -33,7 +33,8 @@ from rnncore.checkpoint import (CheckpointManager, TrainerState, capture_rng_sta
 from rnncore.functional import fused
 from rnncore.kinds import resolve_head
 from rnncore.model import CharRNN, ModelConfig
-from rnncore.trainer.config import TrainConfig, TrainConfigError, lr_factor, resolve_device
+from rnncore.trainer.config import (TrainConfig, TrainConfigError, lr_factor, resolve_device,
+                                    streams_poems)
 from rnncore.trainer.evaluate import LN2, evaluate_model, metrics_from_sums
 from rnncore.trainer.feed import WindowFeed
 from rnncore.trainer.guard import Snapshot, params_finite
@@ -265,7 +266,7 @@ class Trainer:
         """Validation loss/bpc/perplexity over the val poems (all ranks' shards), from the
         poem start state estimated first (``start_state``: a stream-trained model never
         starts a poem from zeros; "full" trains every poem from zeros, so it keeps them)."""
-        if self.cfg.strategy != "full":
+        if streams_poems(self.cfg.strategy):
             self.model.set_start_state(estimate_start_state(self.model, self.data.train))
         loss_sum, count = 0.0, 0
         if self.val_poems:
