@@ -27,7 +27,10 @@ def main(run_dir: str, dest: str = "rnncore/assets/tang_default") -> None:
     if streams_poems((ck.train_config or {}).get("strategy", "truncated")):
         model.set_start_state(estimate_start_state(model, data.train))
     val = evaluate_model(model, data.val)
-    metrics = dict(ck.meta.get("metrics") or {}, exported_float16_val=val)
+    trained = ck.meta.get("metrics") or {}
+    # what ships: the val figures the pages show are the exported weights' own
+    metrics = dict(trained, exported_float16_val=val, val_loss=val["loss"], val_bpc=val["bpc"],
+                   val_perplexity=val["perplexity"], trained_val_bpc=trained.get("val_bpc"))
     save_checkpoint(Path(dest), ck.model.half(), ck.vocab, ck.model_config,
                     train_config=ck.meta.get("train_config"), step=ck.meta.get("step", 0),
                     metrics=metrics, trainer_state=state,
