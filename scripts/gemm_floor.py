@@ -24,11 +24,12 @@ for cell in cells:
         g = G[cell]; N = B * T
         x = torch.randn(N, I); wih = torch.randn(g * H, I); whh = torch.randn(g * H, H)
         b = torch.randn(g * H); A = torch.empty(N, g * H); h = torch.randn(B, H)
+        whh_t = whh.t().contiguous()   # as forward.py holds it
         dA = torch.randn(N, g * H); dH = torch.zeros(N, H); Hs = torch.randn(N, H)
         def floor():
             torch.addmm(b, x, wih.t(), out=A)
             for t in range(T):
-                A[t * B:(t + 1) * B].addmm_(h, whh.t())
+                A[t * B:(t + 1) * B].addmm_(h, whh_t)
             for t in range(T - 1, 0, -1):
                 dH[(t - 1) * B:t * B].addmm_(dA[t * B:(t + 1) * B], whh)
             dA.mm(wih); dA.t().mm(x); dA.t().mm(Hs)

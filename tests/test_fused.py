@@ -1,4 +1,4 @@
-"""The fused LSTM/GRU steps (rnncore/functional/fused.py) against the eager ops they replace.
+"""The fused LSTM/GRU steps and the RNN's backward step (rnncore/functional/fused.py) against the eager ops they replace.
 
 RNNCORE_FUSED=1 runs the kernels for float64 too, so the comparisons are exact up to
 rounding; RNNCORE_FUSED=0 is the eager path. Where the extension cannot be built the
@@ -28,9 +28,7 @@ def _run(mode, dtype, *, bidirectional=True, packed=True, proj_size=0, flag="1",
     """Outputs, final states and every gradient of a 2-layer layer, with RNNCORE_FUSED=flag."""
     monkeypatch.setenv("RNNCORE_FUSED", flag)
     torch.manual_seed(0)
-    kw = {"proj_size": proj_size} if proj_size else {}
-    model = getattr(rnncore, mode)(I, H, num_layers=2, bidirectional=bidirectional,
-                                   engine="bptt", **kw).to(dtype)
+    model = _layer(mode, I, H, bidirectional=bidirectional, proj_size=proj_size).to(dtype)
     D = 2 if bidirectional else 1
     x = torch.randn(T, B, I, dtype=dtype, requires_grad=True)
     h0 = torch.randn(2 * D, B, proj_size or H, dtype=dtype, requires_grad=True)
@@ -48,13 +46,23 @@ def _run(mode, dtype, *, bidirectional=True, packed=True, proj_size=0, flag="1",
     return [out, *states, *grads, *(p.grad for p in model.parameters())]
 
 
+def _layer(mode, *sizes, proj_size=0, **kw):
+    """A 2-layer "bptt" layer; mode "RNN_RELU" is the RNN with nonlinearity="relu"."""
+    if proj_size:
+        kw["proj_size"] = proj_size
+    if mode == "RNN_RELU":
+        mode, kw["nonlinearity"] = "RNN", "relu"
+    return getattr(rnncore, mode)(*sizes, num_layers=2, engine="bptt", **kw)
+
+
 def _assert_close(a, b, **tol):
     assert len(a) == len(b)
     for u, v in zip(a, b):
         torch.testing.assert_close(u, v, **tol)
 
 
-CASES = [(mode, bidir, packed) for mode in ("LSTM", "GRU") for bidir in (False, True)
+MODES = ("LSTM", "GRU", "RNN", "RNN_RELU")
+CASES = [(mode, bidir, packed) for mode in MODES for bidir in (False, True)
          for packed in (False, True)]
 
 
@@ -79,13 +87,12 @@ def test_fused_projected_lstm_matches_eager(built, monkeypatch, packed):
                   _run("LSTM", torch.float64, flag="0", **kw), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("mode", MODES)
 def test_gradcheck_fused(built, monkeypatch, mode):
     """The hand-derived backward through the kernels is the forward's derivative."""
     monkeypatch.setenv("RNNCORE_FUSED", "1")
     torch.manual_seed(1)
-    model = getattr(rnncore, mode)(3, 4, num_layers=2, bidirectional=True,
-                                   engine="bptt").double()
+    model = _layer(mode, 3, 4, bidirectional=True).double()
     params = list(model.parameters())
     names = [n for n, _ in model.named_parameters()]
 
@@ -175,11 +182,12 @@ def test_layers_take_the_kernels(built, monkeypatch):
     """float32 layers run every step's pointwise work through the kernels by default."""
     counting = _Counting(fused.kernels(torch.zeros(1)))
     monkeypatch.setattr(fused, "_module", counting)
-    for mode in ("LSTM", "GRU"):
+    for mode in ("LSTM", "GRU", "RNN"):
         _run(mode, torch.float32, flag="", monkeypatch=monkeypatch)
     steps = 2 * 2 * T            # layers x directions x steps, each forward and backward
-    assert counting.calls == {f"{cell}_{way}": steps for cell in ("lstm", "gru")
-                              for way in ("forward", "backward")}
+    expected = {f"{cell}_{way}": steps for cell in ("lstm", "gru")
+                for way in ("forward", "backward")}
+    assert counting.calls == {**expected, "rnn_backward": steps}   # its forward is 2 ops
 
 
 @pytest.mark.parametrize("mode,proj_size", [("LSTM", 0), ("LSTM", 3), ("GRU", 0)])

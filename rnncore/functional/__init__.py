@@ -12,8 +12,11 @@ with G gates projects to (N, G*H). One concern per module:
     record    record_hidden_grads / HiddenGrad: dL/dh_t for the gradient-flow probes
     engine    recurrence, the entry point, and the autograd Function _BPTT
     projection  projected_recurrence: the same for an LSTM with proj_size (W_hr)
-    fused     the LSTM/GRU steps' pointwise work as one C++ call (fused.cpp, built on first
-              use); the loops' eager ops where it cannot serve or RNNCORE_FUSED=0
+    fused     the LSTM/GRU steps' pointwise work (and the RNN's backward step) as one C++
+              call (fused.cpp, built on first use); the loops' eager ops where it cannot
+              serve or RNNCORE_FUSED=0
+    stepgemm  StepGemm: the per-step recurrent GEMM with its weight laid out once per call
+              (contiguous W^T; MKL's packed form with more than one thread)
     reference the differentiable step loop (the "autograd" engine) that stands in for the
               loops under create_graph=True and torch.func transforms
 """

@@ -35,6 +35,7 @@ from torch import Tensor
 
 from rnncore.functional import fused
 from rnncore.functional.layout import Schedule, _gather_prev
+from rnncore.functional.stepgemm import StepGemm
 
 
 # Step-independent factors (gate derivatives) are computed vectorised over a chunk of
@@ -125,24 +126,32 @@ def _rnn_backward(saved, h0, c0, w_hh, sched, relu, grad_out, grad_hn, grad_cn, 
     buf = _block_buffer(out, blocks, out.shape[1])
     dh0 = torch.zeros_like(h0) if need_h0 else None
     carry = torch.empty_like(h0)
+    rec = StepGemm(w_hh.t(), sched.B)      # dA_t W_hh
+    fk = fused.kernels(out)
     k_in = 0    # rows of this step that the next processed step passes dL/dh back to
     for blo, bhi, chunks in blocks:
         dA = buf[:bhi - blo]
         for chunk, lo, hi in chunks:
-            o = out[lo:hi]
-            deriv = (o > 0).to(o.dtype) if relu else 1 - o * o
-            torch.mul(grad_out[lo:hi], deriv, out=dA[lo - blo:hi - blo])
+            if fk is None:
+                o = out[lo:hi]
+                deriv = (o > 0).to(o.dtype) if relu else 1 - o * o
+                torch.mul(grad_out[lo:hi], deriv, out=dA[lo - blo:hi - blo])
             for s in chunk:
                 r0, r1, k = s.off, s.off + s.bs, s.n_carry
                 if k_in < s.bs:          # sequences whose final state is this step's
                     carry[k_in:s.bs] = grad_hn[k_in:s.bs]
-                if dH is not None:
-                    torch.add(grad_out[r0:r1], carry[:s.bs], out=dH[r0:r1])
-                da = dA[r0 - blo:r1 - blo].addcmul_(carry[:s.bs], deriv[r0 - lo:r1 - lo])
+                da = dA[r0 - blo:r1 - blo]
+                if fk is not None:       # the eager lines below in one pass (fused.py)
+                    fk.rnn_backward(out[r0:r1], grad_out[r0:r1], carry[:s.bs], relu, da,
+                                    fused.none_or(None if dH is None else dH[r0:r1]))
+                else:
+                    if dH is not None:
+                        torch.add(grad_out[r0:r1], carry[:s.bs], out=dH[r0:r1])
+                    da.addcmul_(carry[:s.bs], deriv[r0 - lo:r1 - lo])
                 if k:
-                    torch.mm(da[:k], w_hh, out=carry[:k])
+                    rec.into(carry[:k], da[:k])
                 if k < s.bs and need_h0:
-                    dh0[k:s.bs].addmm_(da[k:], w_hh)
+                    rec.add_to(dh0[k:s.bs], da[k:])
                 k_in = k
         flush(blo, bhi, dA, dA)
     return dh0, None, dH
@@ -166,6 +175,7 @@ def _lstm_backward(saved, h0, c0, w_hh, sched, relu, grad_out, grad_hn, grad_cn,
     dh0 = torch.zeros_like(h0) if need_h0 else None
     dc0 = torch.zeros_like(c0) if need_c0 else None
     mul = _mul_op()
+    rec = StepGemm(w_hh.t(), sched.B)      # dA_t W_hh
     for blo, bhi, chunks in blocks:
         dA = buf[:bhi - blo]
         for chunk, lo, hi in chunks:
@@ -198,9 +208,9 @@ def _lstm_backward(saved, h0, c0, w_hh, sched, relu, grad_out, grad_hn, grad_cn,
                     if k:
                         dc[:k].mul_(fr[:k])                             # dc_{t-1} = dc_t * f_t
                 if k < s.bs and need_h0:
-                    dh0[k:s.bs].addmm_(da[k:], w_hh)
+                    rec.add_to(dh0[k:s.bs], da[k:])
                 if k:
-                    dH[s.off_prev:s.off_prev + k].addmm_(da[:k], w_hh)
+                    rec.add_to(dH[s.off_prev:s.off_prev + k], da[:k])
         flush(blo, bhi, dA, dA)
     return dh0, dc0, dH
 
@@ -218,6 +228,7 @@ def _gru_backward(saved, h0, c0, w_hh, sched, relu, grad_out, grad_hn, grad_cn, 
     h0 = h0.contiguous() if fk is not None else h0
     dh0 = torch.zeros_like(h0) if need_h0 else None
     mul = _mul_op()
+    rec = StepGemm(w_hh.t(), sched.B)      # dA_t W_hh
     for blo, bhi, chunks in blocks:
         dAh, dAx = buf_h[:bhi - blo], buf_x[:bhi - blo]
         for chunk, lo, hi in chunks:
@@ -229,9 +240,9 @@ def _gru_backward(saved, h0, c0, w_hh, sched, relu, grad_out, grad_hn, grad_cn, 
                                     dH[r0:r1], da, dAx[r0 - blo:r1 - blo],
                                     dH[s.off_prev:s.off_prev + k], fused.none_or(dh0))
                     if k:
-                        dH[s.off_prev:s.off_prev + k].addmm_(da[:k], w_hh)
+                        rec.add_to(dH[s.off_prev:s.off_prev + k], da[:k])
                     if k < s.bs and need_h0:
-                        dh0[k:s.bs].addmm_(da[k:], w_hh)
+                        rec.add_to(dh0[k:s.bs], da[k:])
                 continue
             r, z = rzh[lo:hi, :H], rzh[lo:hi, H:2 * H]
             nn_ = n[lo:hi]
@@ -251,9 +262,9 @@ def _gru_backward(saved, h0, c0, w_hh, sched, relu, grad_out, grad_hn, grad_cn, 
                 zr = z[a0:a1]
                 k = s.n_carry
                 if k:
-                    dH[s.off_prev:s.off_prev + k].addcmul_(dh[:k], zr[:k]).addmm_(da[:k], w_hh)
+                    rec.add_to(dH[s.off_prev:s.off_prev + k].addcmul_(dh[:k], zr[:k]), da[:k])
                 if k < s.bs and need_h0:
-                    dh0[k:s.bs].addcmul_(dh[k:], zr[k:]).addmm_(da[k:], w_hh)
+                    rec.add_to(dh0[k:s.bs].addcmul_(dh[k:], zr[k:]), da[k:])
         if fk is None:                      # the fused step wrote dAx's copy itself
             dAx[:, :2 * H] = dAh[:, :2 * H]
         flush(blo, bhi, dAx, dAh)

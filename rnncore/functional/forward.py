@@ -3,7 +3,7 @@
 One GEMM projects the input of every step, x_proj = x W_ih^T + b (N, G*H), then per step
 in processing order:
 
-    a_t = x_proj_t + h_{t-1} W_hh^T                (one GEMM per step)
+    a_t = x_proj_t + h_{t-1} W_hh^T                (one GEMM per step: stepgemm.StepGemm)
     RNN : h_t = tanh(a_t)
     LSTM: i,f,o = sigmoid, g = tanh;  c_t = f c_{t-1} + i g;  h_t = o tanh(c_t)
     GRU : r,z = sigmoid(x_rz + W_hrz h + b_hrz);  n = tanh(x_n + r (W_hn h + b_hn))
@@ -28,6 +28,7 @@ import torch
 
 from rnncore.functional import fused
 from rnncore.functional.layout import _prev
+from rnncore.functional.stepgemm import StepGemm
 
 
 # one signature for every cell, so the engine runs a layer-direction without asking which:
@@ -36,10 +37,10 @@ from rnncore.functional.layout import _prev
 # The LSTM's takes the projection w_hr (P, H) as a keyword (functional/projection.py).
 def _rnn_forward(x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, save):
     out = _project(x, w_ih, b_ih, b_hh)       # (N, H): a_t, then h_t = f(a_t) in place
-    wt = w_hh.t()
+    rec = StepGemm(w_hh, sched.B)
     for s in sched.steps:
         o = out[s.off:s.off + s.bs]
-        o.addmm_(_prev(out, h0, s), wt)
+        rec.add_to(o, _prev(out, h0, s))
         o.relu_() if relu else o.tanh_()
     return (out,), (out,)
 
@@ -52,14 +53,15 @@ def _lstm_forward(x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, save, w_hr=Non
     cs = gates.new_empty(N, H)
     # m_t = o tanh(c_t) before the projection, kept for dW_hr only when saving
     ms = None if w_hr is None else gates.new_empty(N if save else B, H)
-    wt = w_hh.t()
+    proj = None if w_hr is None else StepGemm(w_hr, B)
+    rec = StepGemm(w_hh, B)
     fk = fused.kernels(gates)
     c0 = c0.contiguous() if fk is not None else c0
     tc = gates.new_empty(B, H) if fk is None else None
     for s in sched.steps:
         r0, r1 = s.off, s.off + s.bs
         g = gates[r0:r1]
-        g.addmm_(_prev(out, h0, s), wt)
+        rec.add_to(g, _prev(out, h0, s))
         c = cs[r0:r1]
         m = out[r0:r1] if w_hr is None else ms[r0:r1] if save else ms[:s.bs]
         if fk is not None:           # the lines below in one pass (fused.py)
@@ -74,7 +76,7 @@ def _lstm_forward(x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, save, w_hr=Non
             torch.tanh(c, out=t)
             torch.mul(g[:, 3 * H:], t, out=m)
         if w_hr is not None:
-            torch.mm(m, w_hr.t(), out=out[r0:r1])
+            proj.into(out[r0:r1], m)
     return (out, cs), ((gates, cs, out) if w_hr is None else (gates, cs, ms, out))
 
 
@@ -96,14 +98,14 @@ def _gru_forward(x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, save):
         rzh[:, 2 * H:] = b_hh[2 * H:]
     out = x.new_empty(N, H)
     nn_ = x.new_empty(N if save else sched.B, H)
-    wt = w_hh.t()
+    rec = StepGemm(w_hh, sched.B)
     fk = fused.kernels(rzh)
     h0 = h0.contiguous() if fk is not None else h0
     for s in sched.steps:
         r0, r1 = s.off, s.off + s.bs
         hp = _prev(out, h0, s)
         hb = rzh[r0:r1]
-        hb.addmm_(hp, wt)
+        rec.add_to(hb, hp)
         n = nn_[r0:r1] if save else nn_[:s.bs]
         if fk is not None:           # the lines below in one pass (fused.py)
             fk.gru_forward(hb, xn[r0:r1], out[s.off_prev:s.off_prev + s.n_carry], h0,

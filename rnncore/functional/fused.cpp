@@ -1,8 +1,9 @@
-// Fused pointwise steps of the "bptt" engine's LSTM and GRU loops (rnncore/functional/fused.py
-// builds and calls this; forward.py and backward.py hold the equations and the eager ops that
-// compute the same). Each function does one time step's pointwise work for its bs rows in a
-// single pass: the per-step GEMMs stay in torch (addmm/mm), this replaces the 6-8 ATen
-// launches between them, each too small at B*H ~ 16k elements to be worth a thread of its own.
+// Fused pointwise steps of the "bptt" engine's loops: LSTM and GRU, and the RNN's backward
+// step (rnncore/functional/fused.py builds and calls this; forward.py and backward.py hold the
+// equations and the eager ops that compute the same). Each function does one time step's
+// pointwise work for its bs rows in a single pass: the per-step GEMMs stay in torch
+// (stepgemm.py), this replaces the 2-8 ATen launches between them, each too small at
+// B*H ~ 16k elements to be worth a thread of its own.
 //
 // Every tensor argument is a 2-D row block whose rows may be strided (a column slice of a
 // wider buffer) but whose columns are contiguous. The state of the previous step is read
@@ -115,6 +116,18 @@ void gru_backward_row(const T* __restrict__ r, const T* __restrict__ n, const T*
     for (int64_t u = 0; u < H; ++u) back[u] += d[u] * r[H + u];
 }
 
+template <typename T>
+void rnn_backward_row(const T* __restrict__ h, const T* __restrict__ dout,
+                      const T* __restrict__ carry, T* __restrict__ da, T* __restrict__ dh,
+                      bool relu, int64_t H) {
+  for (int64_t u = 0; u < H; ++u) {
+    const T d = relu ? T(h[u] > 0) : 1 - h[u] * h[u];
+    da[u] = dout[u] * d + carry[u] * d;     // the eager ops' order: dout f' + carry f'
+  }
+  if (dh)
+    for (int64_t u = 0; u < H; ++u) dh[u] = dout[u] + carry[u];
+}
+
 // rows per parallel task: enough pointwise work (~16k elements) to pay for waking a thread
 template <typename F> void for_rows(int64_t bs, int64_t width, const F& row) {
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(width, 1));
@@ -211,6 +224,22 @@ void gru_backward(at::Tensor rzh, at::Tensor n, at::Tensor prev_h, at::Tensor h0
   });
 }
 
+// RNN backward step. Reads h_t (bs, H) (the saved outputs), dout = dL/dout_t (bs, H) and
+// carry = what flows back from step t+1, dA_{t+1} W_hh (bs, H):
+//   da = (dout + carry) f'(a_t),  f' = 1 - h_t^2 (tanh) or [h_t > 0] (relu)   -> da (bs, H)
+//   dh = dout + carry (the total dL/dh_t, for the gradient-flow recorder) when dh is given
+void rnn_backward(at::Tensor h, at::Tensor dout, at::Tensor carry, bool relu, at::Tensor da,
+                  at::Tensor dh) {
+  for (auto* t : {&h, &dout, &carry, &da, &dh}) check(*t, "rnn_backward");
+  const int64_t bs = h.size(0), H = h.size(1);
+  AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "rnn_backward", [&] {
+    Rows<scalar_t> O(h), D(dout), C(carry), A(da), DH(dh);
+    for_rows(bs, H, [&](int64_t j) {
+      rnn_backward_row(O[j], D[j], C[j], A[j], DH.p ? DH[j] : nullptr, relu, H);
+    });
+  });
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -220,4 +249,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lstm_backward", &lstm_backward, nogil);
   m.def("gru_forward", &gru_forward, nogil);
   m.def("gru_backward", &gru_backward, nogil);
+  m.def("rnn_backward", &rnn_backward, nogil);
 }

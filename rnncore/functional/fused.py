@@ -1,4 +1,4 @@
-"""Fused pointwise steps for the "bptt" engine's LSTM and GRU loops (C++, built on first use).
+"""Fused pointwise steps for the "bptt" engine's loops (C++, built on first use).
 
 Per time step the loops run one GEMM and then the cell's pointwise work; eagerly that work
 is 6-8 ATen ops, each over B*H ~ 16k elements, below ATen's parallel grain (one thread) and
@@ -11,6 +11,9 @@ libm's, so float64 is for exact checks):
     lstm_backward(gates, c, prev_c, c0, k, dh, dc, da, dc0)    dc (in/out), da (bs, 4H), dc0
     gru_forward(rzh, xn, prev_h, h0, k, n, h)       [a_r, a_z, hn] -> [r, z, hn]; n_t; h_t
     gru_backward(rzh, n, prev_h, h0, k, dh, dah, dax, dprev, dh0)
+    rnn_backward(h, dout, carry, relu, da, dh)      da = (dout + carry) f'(a); dh (optional)
+
+(the RNN's forward step is already two ops, addmm_ and tanh_, so it has no kernel)
 
 where rows [0, k) of a step read the previous state from ``prev_*`` (the previous step's
 rows) and rows [k, bs) from the initial state: ``layout.Step.n_carry``. The equations are

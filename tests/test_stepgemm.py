@@ -1,0 +1,90 @@
+"""The loops' per-step GEMM (rnncore/functional/stepgemm.py): MKL's packed form where it
+serves (float32, CPU, more than one thread), the plain GEMM elsewhere, both against x w^T
+and whole layers against torch.nn."""
+import pytest
+import torch
+
+import rnncore
+from rnncore.functional import stepgemm
+from rnncore.functional.stepgemm import StepGemm
+
+needs_packing = pytest.mark.skipif(not stepgemm._PACKING, reason="torch without MKL packing")
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    monkeypatch.delenv("RNNCORE_PACKED", raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@needs_packing
+def test_packed_products_match_the_plain_gemm(two_threads):
+    torch.manual_seed(0)
+    w = torch.randn(24, 8)                  # (out_features, in_features)
+    gemm = StepGemm(w, rows=5)
+    assert gemm.packed is not None
+    for rows in (5, 3):                     # 3: another row count takes the plain GEMM
+        x, out = torch.randn(rows, 8), torch.randn(rows, 24)
+        want = out + x @ w.t()
+        torch.testing.assert_close(gemm.add_to(out, x), want, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(gemm.into(torch.empty(rows, 24), x), x @ w.t(),
+                                   rtol=1e-5, atol=1e-5)
+
+
+@needs_packing
+def test_transposed_weight_is_packed_as_its_values(two_threads):
+    """The backward packs W_hh^T (a transposed view): its products are dA W_hh."""
+    torch.manual_seed(1)
+    w_hh = torch.randn(12, 3)
+    gemm = StepGemm(w_hh.t(), rows=4)
+    da = torch.randn(4, 12)
+    torch.testing.assert_close(gemm.into(torch.empty(4, 3), da), da @ w_hh,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_when_the_packed_form_serves(monkeypatch):
+    monkeypatch.delenv("RNNCORE_PACKED", raising=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert not stepgemm.packs(torch.zeros(2, 2))          # one thread: no gain measured
+        torch.set_num_threads(2)
+        assert stepgemm.packs(torch.zeros(2, 2)) == stepgemm._PACKING
+        assert not stepgemm.packs(torch.zeros(2, 2, dtype=torch.float64))
+        monkeypatch.setenv("RNNCORE_PACKED", "0")
+        assert not stepgemm.packs(torch.zeros(2, 2))
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+        monkeypatch.delenv("RNNCORE_PACKED")
+        assert not stepgemm.packs(torch.zeros(2, 2))
+    finally:
+        torch.set_num_threads(before)
+
+
+@needs_packing
+@pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN"])
+def test_layers_with_packed_steps_match_torch_nn(two_threads, monkeypatch, mode):
+    """A float32 layer on two threads (its loops then take the packed GEMMs, forward and
+    backward) against torch.nn's: outputs, final states and every gradient."""
+    calls = []
+    real = torch.ops.mkl._mkl_linear
+    monkeypatch.setattr(StepGemm, "_packed",
+                        lambda self, x: calls.append(1) or real(x, self.packed, self.w, None,
+                                                                self.rows))
+    torch.manual_seed(2)
+    ref = getattr(torch.nn, mode)(6, 16, num_layers=2, bidirectional=True)
+    ours = getattr(rnncore, mode)(6, 16, num_layers=2, bidirectional=True)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(9, 5, 6)
+    results = []
+    for layer in (ref, ours):
+        xi = x.clone().requires_grad_(True)
+        out, state = layer(xi)
+        states = state if isinstance(state, tuple) else (state,)
+        (out.sin().sum() + sum(s.cos().sum() for s in states)).backward()
+        results.append([out, *states, xi.grad, *(p.grad for p in layer.parameters())])
+    assert calls, "the packed GEMM was not used"
+    for a, b in zip(*results):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
