@@ -24,7 +24,8 @@ dW_hh = dA^T H_prev, dW_ih = dA^T X, dx = dA W_ih and db = sum dA are single GEM
 reductions over all N rows (``_Grads``). When the gate gradients (N, G*H) of the whole
 sequence would exceed GRAD_BLOCK_BYTES (long sequences) the same GEMMs run per block of
 steps as soon as the recursion has finished that block, so the backward's working set
-stays bounded and peak memory grows with T only by what forward saved.
+stays bounded and peak memory grows with T only by what forward saved. Where the fused
+kernels serve, each block's recursion runs in C++ (steploops.cpp), as forward.py's loops do.
 
 CHUNK and GRAD_BLOCK_BYTES are read from this module at every backward (tests patch them).
 """
@@ -86,6 +87,17 @@ def _make_blocks(sched: Schedule, row_bytes: int) -> list[tuple[int, int, list]]
     return blocks
 
 
+def _step_tables(sched: Schedule, blocks) -> list[Tensor]:
+    """Each block's steps, in backward order, as rows of ``sched.table(backward=True)``:
+    what the C++ step loops (steploops.cpp) run."""
+    table, tables, i = sched.table(backward=True), [], 0
+    for _, _, chunks in blocks:
+        n = sum(len(chunk) for chunk, _, _ in chunks)
+        tables.append(table[i:i + n])
+        i += n
+    return tables
+
+
 def _block_buffer(ref: Tensor, blocks, width: int) -> Tensor:
     return ref.new_empty(max(hi - lo for lo, hi, _ in blocks), width)
 
@@ -124,30 +136,32 @@ def _rnn_backward(saved, h0, c0, w_hh, sched, relu, grad_out, grad_hn, grad_cn, 
     dH = out.new_empty(out.shape) if record else None
     blocks = _blocks(sched, out.shape[1] * out.element_size())
     buf = _block_buffer(out, blocks, out.shape[1])
-    dh0 = torch.zeros_like(h0) if need_h0 else None
-    carry = torch.empty_like(h0)
+    dh0 = h0.new_zeros(h0.shape) if need_h0 else None
+    carry = h0.new_empty(h0.shape)
     rec = StepGemm(w_hh.t(), sched.B)      # dA_t W_hh
     fk = fused.kernels(out)
+    tables = _step_tables(sched, blocks) if fk is not None else None
     k_in = 0    # rows of this step that the next processed step passes dL/dh back to
-    for blo, bhi, chunks in blocks:
+    for b, (blo, bhi, chunks) in enumerate(blocks):
         dA = buf[:bhi - blo]
+        if fk is not None:                  # the loop below in C++ (steploops.cpp)
+            k_in = fk.rnn_backward_loop(tables[b], blo, out, grad_out, grad_hn.contiguous(),
+                                        carry, k_in, relu, dA, fused.none_or(dH),
+                                        fused.none_or(dh0), *rec.args())
+            flush(blo, bhi, dA, dA)
+            continue
         for chunk, lo, hi in chunks:
-            if fk is None:
-                o = out[lo:hi]
-                deriv = (o > 0).to(o.dtype) if relu else 1 - o * o
-                torch.mul(grad_out[lo:hi], deriv, out=dA[lo - blo:hi - blo])
+            o = out[lo:hi]
+            deriv = (o > 0).to(o.dtype) if relu else 1 - o * o
+            torch.mul(grad_out[lo:hi], deriv, out=dA[lo - blo:hi - blo])
             for s in chunk:
                 r0, r1, k = s.off, s.off + s.bs, s.n_carry
                 if k_in < s.bs:          # sequences whose final state is this step's
                     carry[k_in:s.bs] = grad_hn[k_in:s.bs]
                 da = dA[r0 - blo:r1 - blo]
-                if fk is not None:       # the eager lines below in one pass (fused.py)
-                    fk.rnn_backward(out[r0:r1], grad_out[r0:r1], carry[:s.bs], relu, da,
-                                    fused.none_or(None if dH is None else dH[r0:r1]))
-                else:
-                    if dH is not None:
-                        torch.add(grad_out[r0:r1], carry[:s.bs], out=dH[r0:r1])
-                    da.addcmul_(carry[:s.bs], deriv[r0 - lo:r1 - lo])
+                if dH is not None:
+                    torch.add(grad_out[r0:r1], carry[:s.bs], out=dH[r0:r1])
+                da.addcmul_(carry[:s.bs], deriv[r0 - lo:r1 - lo])
                 if k:
                     rec.into(carry[:k], da[:k])
                 if k < s.bs and need_h0:
@@ -172,21 +186,25 @@ def _lstm_backward(saved, h0, c0, w_hh, sched, relu, grad_out, grad_hn, grad_cn,
     buf = _block_buffer(gates, blocks, gates.shape[1])
     fk = fused.kernels(gates)
     c0 = c0.contiguous() if fk is not None else c0
-    dh0 = torch.zeros_like(h0) if need_h0 else None
-    dc0 = torch.zeros_like(c0) if need_c0 else None
+    dh0 = h0.new_zeros(h0.shape) if need_h0 else None
+    dc0 = c0.new_zeros(c0.shape) if need_c0 else None
     mul = _mul_op()
     rec = StepGemm(w_hh.t(), sched.B)      # dA_t W_hh
-    for blo, bhi, chunks in blocks:
+    tables = _step_tables(sched, blocks) if fk is not None else None
+    for b, (blo, bhi, chunks) in enumerate(blocks):
         dA = buf[:bhi - blo]
+        if fk is not None:                  # the loop below in C++ (steploops.cpp)
+            fk.lstm_backward_loop(tables[b], blo, gates, cs, c0, dH, dc_run, dA,
+                                  *map(fused.none_or, (dh0, dc0, dm_buf, w_hr)), *rec.args())
+            flush(blo, bhi, dA, dA)
+            continue
         for chunk, lo, hi in chunks:
-            if fk is None:
-                i, f, g, o = gates[lo:hi].split(H, dim=1)
-                c_prev = _gather_prev(cs, c0, prev_idx[lo:hi])
-                tc = torch.tanh(cs[lo:hi])
-                dc_from_h = o * (1 - tc * tc)                           # dc/dh through h = o tanh c
-                mul_c = torch.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)],
-                                    dim=1)
-                mul_h = tc * o * (1 - o)
+            i, f, g, o = gates[lo:hi].split(H, dim=1)
+            c_prev = _gather_prev(cs, c0, prev_idx[lo:hi])
+            tc = torch.tanh(cs[lo:hi])
+            dc_from_h = o * (1 - tc * tc)                               # dc/dh through h = o tanh c
+            mul_c = torch.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], dim=1)
+            mul_h = tc * o * (1 - o)
             for s in chunk:
                 r0, r1, k = s.off, s.off + s.bs, s.n_carry
                 a0, a1 = r0 - lo, r1 - lo
@@ -195,18 +213,14 @@ def _lstm_backward(saved, h0, c0, w_hh, sched, relu, grad_out, grad_hn, grad_cn,
                     dh = torch.mm(dh, w_hr, out=dm_buf[:s.bs])
                 dc = dc_run[:s.bs]
                 da = dA[r0 - blo:r1 - blo]
-                if fk is not None:          # the eager lines below in one pass (fused.py)
-                    fk.lstm_backward(gates[r0:r1], cs[r0:r1], cs[s.off_prev:s.off_prev + k], c0,
-                                     k, dh, dc, da, fused.none_or(dc0))
-                else:
-                    dc.addcmul_(dh, dc_from_h[a0:a1])
-                    mul(mul_c[a0:a1], dc.unsqueeze(1), out=da.view(s.bs, 4, H)[:, :3])
-                    mul(dh, mul_h[a0:a1], out=da[:, 3 * H:])
-                    fr = f[a0:a1]
-                    if k < s.bs and need_c0:
-                        dc0[k:s.bs].addcmul_(dc[k:], fr[k:])
-                    if k:
-                        dc[:k].mul_(fr[:k])                             # dc_{t-1} = dc_t * f_t
+                dc.addcmul_(dh, dc_from_h[a0:a1])
+                mul(mul_c[a0:a1], dc.unsqueeze(1), out=da.view(s.bs, 4, H)[:, :3])
+                mul(dh, mul_h[a0:a1], out=da[:, 3 * H:])
+                fr = f[a0:a1]
+                if k < s.bs and need_c0:
+                    dc0[k:s.bs].addcmul_(dc[k:], fr[k:])
+                if k:
+                    dc[:k].mul_(fr[:k])                                 # dc_{t-1} = dc_t * f_t
                 if k < s.bs and need_h0:
                     rec.add_to(dh0[k:s.bs], da[k:])
                 if k:
@@ -226,24 +240,18 @@ def _gru_backward(saved, h0, c0, w_hh, sched, relu, grad_out, grad_hn, grad_cn, 
     buf_x = _block_buffer(rzh, blocks, 3 * H)    # [dA^r, dA^z, dA^n]
     fk = fused.kernels(rzh)
     h0 = h0.contiguous() if fk is not None else h0
-    dh0 = torch.zeros_like(h0) if need_h0 else None
+    dh0 = h0.new_zeros(h0.shape) if need_h0 else None
     mul = _mul_op()
     rec = StepGemm(w_hh.t(), sched.B)      # dA_t W_hh
-    for blo, bhi, chunks in blocks:
+    tables = _step_tables(sched, blocks) if fk is not None else None
+    for b, (blo, bhi, chunks) in enumerate(blocks):
         dAh, dAx = buf_h[:bhi - blo], buf_x[:bhi - blo]
+        if fk is not None:                  # the loop below in C++ (steploops.cpp)
+            fk.gru_backward_loop(tables[b], blo, rzh, n, out, h0, dH, dAh, dAx,
+                                 fused.none_or(dh0), *rec.args())
+            flush(blo, bhi, dAx, dAh)
+            continue
         for chunk, lo, hi in chunks:
-            if fk is not None:              # the eager loop below, a step in one pass
-                for s in chunk:
-                    r0, r1, k = s.off, s.off + s.bs, s.n_carry
-                    da = dAh[r0 - blo:r1 - blo]
-                    fk.gru_backward(rzh[r0:r1], n[r0:r1], out[s.off_prev:s.off_prev + k], h0, k,
-                                    dH[r0:r1], da, dAx[r0 - blo:r1 - blo],
-                                    dH[s.off_prev:s.off_prev + k], fused.none_or(dh0))
-                    if k:
-                        rec.add_to(dH[s.off_prev:s.off_prev + k], da[:k])
-                    if k < s.bs and need_h0:
-                        rec.add_to(dh0[k:s.bs], da[k:])
-                continue
             r, z = rzh[lo:hi, :H], rzh[lo:hi, H:2 * H]
             nn_ = n[lo:hi]
             d_n = (1 - z) * (1 - nn_ * nn_)                              # dA^n / dH
@@ -265,8 +273,7 @@ def _gru_backward(saved, h0, c0, w_hh, sched, relu, grad_out, grad_hn, grad_cn, 
                     rec.add_to(dH[s.off_prev:s.off_prev + k].addcmul_(dh[:k], zr[:k]), da[:k])
                 if k < s.bs and need_h0:
                     rec.add_to(dh0[k:s.bs].addcmul_(dh[k:], zr[k:]), da[k:])
-        if fk is None:                      # the fused step wrote dAx's copy itself
-            dAx[:, :2 * H] = dAh[:, :2 * H]
+        dAx[:, :2 * H] = dAh[:, :2 * H]
         flush(blo, bhi, dAx, dAh)
     return dh0, None, dH
 

@@ -13,9 +13,10 @@ in processing order:
 
 Each loop completes the projection buffer (N, G*H) in place, so the pre-activations need
 no second buffer (for LSTM it becomes the saved gates), and writes into preallocated
-buffers with ``out=`` / in-place ops so a step is a handful of kernel calls. For float32/64
-on CPU the LSTM's and GRU's pointwise part of a step is one call instead (``fused``), which
-writes the same buffers.
+buffers with ``out=`` / in-place ops so a step is a handful of kernel calls. Where the
+fused kernels serve (``fused.kernels``: float32 CPU by default) the whole loop runs in C++
+instead (steploops.cpp: the same GEMMs, each step's pointwise work in one pass, the same
+buffers); the Python loops below are the other path and the reference for it.
 
 Saved for backward (besides x (N, I) and W_ih, which the engine keeps): RNN out (N, H);
 LSTM gates (N, 4H), c (N, H), out (with a projection also m (N, H) before out (N, P));
@@ -38,6 +39,10 @@ from rnncore.functional.stepgemm import StepGemm
 def _rnn_forward(x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, save):
     out = _project(x, w_ih, b_ih, b_hh)       # (N, H): a_t, then h_t = f(a_t) in place
     rec = StepGemm(w_hh, sched.B)
+    fk = fused.kernels(out)
+    if fk is not None:               # the loop below in C++ (steploops.cpp)
+        fk.rnn_forward_loop(sched.table(), out, h0.contiguous(), relu, *rec.args())
+        return (out,), (out,)
     for s in sched.steps:
         o = out[s.off:s.off + s.bs]
         rec.add_to(o, _prev(out, h0, s))
@@ -56,25 +61,26 @@ def _lstm_forward(x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, save, w_hr=Non
     proj = None if w_hr is None else StepGemm(w_hr, B)
     rec = StepGemm(w_hh, B)
     fk = fused.kernels(gates)
-    c0 = c0.contiguous() if fk is not None else c0
-    tc = gates.new_empty(B, H) if fk is None else None
+    if fk is not None:               # the loop below in C++ (steploops.cpp)
+        fk.lstm_forward_loop(sched.table(), gates, cs, out, h0.contiguous(), c0.contiguous(),
+                             fused.none_or(ms), save, *rec.args(),
+                             *(proj.args()[:3] if proj else (fused.none_or(None),) * 3))
+        return (out, cs), ((gates, cs, out) if w_hr is None else (gates, cs, ms, out))
+    tc = gates.new_empty(B, H)
     for s in sched.steps:
         r0, r1 = s.off, s.off + s.bs
         g = gates[r0:r1]
         rec.add_to(g, _prev(out, h0, s))
         c = cs[r0:r1]
         m = out[r0:r1] if w_hr is None else ms[r0:r1] if save else ms[:s.bs]
-        if fk is not None:           # the lines below in one pass (fused.py)
-            fk.lstm_forward(g, cs[s.off_prev:s.off_prev + s.n_carry], c0, s.n_carry, c, m)
-        else:
-            g[:, :2 * H].sigmoid_()
-            g[:, 2 * H:3 * H].tanh_()
-            g[:, 3 * H:].sigmoid_()
-            torch.mul(g[:, H:2 * H], _prev(cs, c0, s), out=c)
-            c.addcmul_(g[:, :H], g[:, 2 * H:3 * H])
-            t = tc[:s.bs]
-            torch.tanh(c, out=t)
-            torch.mul(g[:, 3 * H:], t, out=m)
+        g[:, :2 * H].sigmoid_()
+        g[:, 2 * H:3 * H].tanh_()
+        g[:, 3 * H:].sigmoid_()
+        torch.mul(g[:, H:2 * H], _prev(cs, c0, s), out=c)
+        c.addcmul_(g[:, :H], g[:, 2 * H:3 * H])
+        t = tc[:s.bs]
+        torch.tanh(c, out=t)
+        torch.mul(g[:, 3 * H:], t, out=m)
         if w_hr is not None:
             proj.into(out[r0:r1], m)
     return (out, cs), ((gates, cs, out) if w_hr is None else (gates, cs, ms, out))
@@ -100,17 +106,16 @@ def _gru_forward(x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, save):
     nn_ = x.new_empty(N if save else sched.B, H)
     rec = StepGemm(w_hh, sched.B)
     fk = fused.kernels(rzh)
-    h0 = h0.contiguous() if fk is not None else h0
+    if fk is not None:               # the loop below in C++ (steploops.cpp)
+        fk.gru_forward_loop(sched.table(), rzh, xn, nn_, out, h0.contiguous(), save,
+                            *rec.args())
+        return (out,), (rzh, nn_, out)
     for s in sched.steps:
         r0, r1 = s.off, s.off + s.bs
         hp = _prev(out, h0, s)
         hb = rzh[r0:r1]
         rec.add_to(hb, hp)
         n = nn_[r0:r1] if save else nn_[:s.bs]
-        if fk is not None:           # the lines below in one pass (fused.py)
-            fk.gru_forward(hb, xn[r0:r1], out[s.off_prev:s.off_prev + s.n_carry], h0,
-                           s.n_carry, n, out[r0:r1])
-            continue
         g = hb[:, :2 * H]
         g.sigmoid_()
         torch.addcmul(xn[r0:r1], g[:, :H], hb[:, 2 * H:], out=n)

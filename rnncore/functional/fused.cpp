@@ -241,13 +241,4 @@ void rnn_backward(at::Tensor h, at::Tensor dout, at::Tensor carry, bool relu, at
 }
 
 }  // namespace
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  // the GIL is not needed while the kernels run (autograd's backward threads, DataLoader)
-  auto nogil = pybind11::call_guard<pybind11::gil_scoped_release>();
-  m.def("lstm_forward", &lstm_forward, nogil);
-  m.def("lstm_backward", &lstm_backward, nogil);
-  m.def("gru_forward", &gru_forward, nogil);
-  m.def("gru_backward", &gru_backward, nogil);
-  m.def("rnn_backward", &rnn_backward, nogil);
-}
+// (the module's bindings are at the end of steploops.cpp, which is appended to this file)

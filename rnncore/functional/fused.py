@@ -42,7 +42,8 @@ from pathlib import Path
 
 import torch
 
-_SOURCE = Path(__file__).with_name("fused.cpp")
+# the step kernels, then the step loops that call them (and the module's bindings)
+_SOURCES = [Path(__file__).with_name(n) for n in ("fused.cpp", "steploops.cpp")]
 # -march=native: the build is per machine (its cache is local), and AVX2/FMA (with
 # -fno-trapping-math, which lets the selects in exp_/tanh_ be if-converted) let the
 # compiler vectorise the float32 exp/tanh; -fopenmp makes at::parallel_for use torch's
@@ -95,7 +96,7 @@ def _load():
 def _build():
     from torch.utils.cpp_extension import load_inline
 
-    source = _SOURCE.read_text()
+    source = "\n".join(p.read_text() for p in _SOURCES)
     key = hashlib.sha1((source + " ".join(_CFLAGS) + _cpu()).encode()).hexdigest()[:12]
     path = os.environ.get("PATH", "")
     # ninja from pip lives beside the interpreter, which an un-activated venv leaves off PATH

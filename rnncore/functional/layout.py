@@ -51,6 +51,17 @@ class Schedule:
         self.uniform = all(bs == self.B for bs in batch_sizes)   # a padded batch, not packed
         self._cache: dict = {}
 
+    def table(self, backward: bool = False) -> Tensor:
+        """The steps as an (S, 4) int64 CPU tensor [off, bs, off_prev, n_carry], in
+        processing order (reversed when ``backward``): what the C++ step loops read."""
+        key = ("table", backward)
+        if key not in self._cache:
+            steps = self.steps[::-1] if backward else self.steps
+            with torch.inference_mode(False):    # see indices(): the cache outlives the call
+                self._cache[key] = torch.tensor(
+                    [(s.off, s.bs, s.off_prev, s.n_carry) for s in steps], dtype=torch.long)
+        return self._cache[key]
+
     def indices(self, device) -> tuple[Tensor, Tensor]:
         """(prev_index (N,), last_index (B,)) into ``cat([out, h0])``: the row holding each
         row's h_{t-1}, and the row holding each sequence's final state."""

@@ -30,6 +30,7 @@ def _packing_available() -> bool:
 
 
 _PACKING = _packing_available()
+_EMPTY = torch.empty(0)
 
 
 def packs(w: Tensor) -> bool:
@@ -50,6 +51,11 @@ class StepGemm:
         self.wt = w.t().contiguous()          # (in, out): the plain GEMM's fast layout
         self.packed = (torch.ops.mkl._mkl_reorder_linear_weight(w.contiguous(), rows)
                        if packs(w) else None)
+
+    def args(self) -> tuple:
+        """(wt, packed, w, rows) for the C++ step loops (steploops.cpp's Gemm); ``packed``
+        has no elements when the plain GEMM serves."""
+        return self.wt, _EMPTY if self.packed is None else self.packed, self.w, self.rows
 
     def _packed(self, x: Tensor) -> Tensor:
         return torch.ops.mkl._mkl_linear(x, self.packed, self.w, None, self.rows)
