@@ -138,7 +138,7 @@ def _rnn_backward(saved, h0, c0, w_hh, sched, relu, grad_out, grad_hn, grad_cn, 
     buf = _block_buffer(out, blocks, out.shape[1])
     dh0 = h0.new_zeros(h0.shape) if need_h0 else None
     carry = h0.new_empty(h0.shape)
-    rec = StepGemm(w_hh.t(), sched.B)      # dA_t W_hh
+    rec = StepGemm(w_hh.t(), sched.B, sched.T)      # dA_t W_hh
     fk = fused.kernels(out)
     tables = _step_tables(sched, blocks) if fk is not None else None
     k_in = 0    # rows of this step that the next processed step passes dL/dh back to
@@ -189,7 +189,7 @@ def _lstm_backward(saved, h0, c0, w_hh, sched, relu, grad_out, grad_hn, grad_cn,
     dh0 = h0.new_zeros(h0.shape) if need_h0 else None
     dc0 = c0.new_zeros(c0.shape) if need_c0 else None
     mul = _mul_op()
-    rec = StepGemm(w_hh.t(), sched.B)      # dA_t W_hh
+    rec = StepGemm(w_hh.t(), sched.B, sched.T)      # dA_t W_hh
     tables = _step_tables(sched, blocks) if fk is not None else None
     for b, (blo, bhi, chunks) in enumerate(blocks):
         dA = buf[:bhi - blo]
@@ -242,7 +242,7 @@ def _gru_backward(saved, h0, c0, w_hh, sched, relu, grad_out, grad_hn, grad_cn, 
     h0 = h0.contiguous() if fk is not None else h0
     dh0 = h0.new_zeros(h0.shape) if need_h0 else None
     mul = _mul_op()
-    rec = StepGemm(w_hh.t(), sched.B)      # dA_t W_hh
+    rec = StepGemm(w_hh.t(), sched.B, sched.T)      # dA_t W_hh
     tables = _step_tables(sched, blocks) if fk is not None else None
     for b, (blo, bhi, chunks) in enumerate(blocks):
         dAh, dAx = buf_h[:bhi - blo], buf_x[:bhi - blo]

@@ -38,7 +38,7 @@ from rnncore.functional.stepgemm import StepGemm
 # The LSTM's takes the projection w_hr (P, H) as a keyword (functional/projection.py).
 def _rnn_forward(x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, save):
     out = _project(x, w_ih, b_ih, b_hh)       # (N, H): a_t, then h_t = f(a_t) in place
-    rec = StepGemm(w_hh, sched.B)
+    rec = StepGemm(w_hh, sched.B, sched.T)
     fk = fused.kernels(out)
     if fk is not None:               # the loop below in C++ (steploops.cpp)
         fk.rnn_forward_loop(sched.table(), out, h0.contiguous(), relu, *rec.args())
@@ -58,8 +58,8 @@ def _lstm_forward(x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, save, w_hr=Non
     cs = gates.new_empty(N, H)
     # m_t = o tanh(c_t) before the projection, kept for dW_hr only when saving
     ms = None if w_hr is None else gates.new_empty(N if save else B, H)
-    proj = None if w_hr is None else StepGemm(w_hr, B)
-    rec = StepGemm(w_hh, B)
+    proj = None if w_hr is None else StepGemm(w_hr, B, sched.T)
+    rec = StepGemm(w_hh, B, sched.T)
     fk = fused.kernels(gates)
     if fk is not None:               # the loop below in C++ (steploops.cpp)
         fk.lstm_forward_loop(sched.table(), gates, cs, out, h0.contiguous(), c0.contiguous(),
@@ -104,7 +104,7 @@ def _gru_forward(x, w_ih, b_ih, h0, c0, w_hh, b_hh, sched, relu, save):
         rzh[:, 2 * H:] = b_hh[2 * H:]
     out = x.new_empty(N, H)
     nn_ = x.new_empty(N if save else sched.B, H)
-    rec = StepGemm(w_hh, sched.B)
+    rec = StepGemm(w_hh, sched.B, sched.T)
     fk = fused.kernels(rzh)
     if fk is not None:               # the loop below in C++ (steploops.cpp)
         fk.gru_forward_loop(sched.table(), rzh, xn, nn_, out, h0.contiguous(), save,

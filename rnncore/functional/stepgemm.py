@@ -10,12 +10,15 @@ small, and how the weight is laid out matters more than it would for one big GEM
     ran 25-30% faster again (B32 H512: 0.32 ms vs 0.45 ms), since every call otherwise
     re-packs the whole weight for only 32 rows; with one thread it won nothing.
 
-``StepGemm(w, rows)`` holds w (out_features, in_features), as nn.Linear stores a weight, and
-computes ``x w^T`` for x (m, in_features): ``add_to(out, x)`` adds it into ``out`` (m,
-out_features), ``into(out, x)`` writes it. The packed form serves float32 CPU tensors with
-more than one intra-op thread, for exactly ``rows`` rows (the packing is per row count;
-other counts, such as a packed batch's shrinking steps, take the plain GEMM), unless
-RNNCORE_PACKED=0. Results equal the plain GEMM's up to float32 rounding.
+``StepGemm(w, rows, steps)`` holds w (out_features, in_features), as nn.Linear stores a
+weight, and computes ``x w^T`` for x (m, in_features): ``add_to(out, x)`` adds it into
+``out`` (m, out_features), ``into(out, x)`` writes it. Laying the weight out costs a copy
+(0.05-1.2 ms, H = 256-512) or a packing, which pays for itself only over several steps: a
+loop of fewer than MIN_STEPS ``steps`` (a generated token's one-step call) multiplies by
+the weight as stored. The packed form serves float32 CPU tensors with more than one
+intra-op thread, for exactly ``rows`` rows (the packing is per row count; other counts,
+such as a packed batch's shrinking steps, take the plain GEMM), unless RNNCORE_PACKED=0.
+Results equal the plain GEMM's up to float32 rounding.
 """
 from __future__ import annotations
 
@@ -42,15 +45,22 @@ def packs(w: Tensor) -> bool:
             and torch.get_num_threads() > 1)
 
 
+# the fewest steps for which the weight is laid out: break-even was ~5-11 steps at H256
+# (the copy against the per-step gain, B32-64, one thread)
+MIN_STEPS = 16
+
+
 class StepGemm:
     """x w^T for the loop's many small x, w (out_features, in_features) fixed."""
 
-    def __init__(self, w: Tensor, rows: int):
+    def __init__(self, w: Tensor, rows: int, steps: int):
         self.rows = rows
         self.w = w
-        self.wt = w.t().contiguous()          # (in, out): the plain GEMM's fast layout
+        lay_out = steps >= MIN_STEPS
+        # (in, out): the plain GEMM's fast layout, or the transposed view for short loops
+        self.wt = w.t().contiguous() if lay_out else w.t()
         self.packed = (torch.ops.mkl._mkl_reorder_linear_weight(w.contiguous(), rows)
-                       if packs(w) else None)
+                       if lay_out and packs(w) else None)
 
     def args(self) -> tuple:
         """(wt, packed, w, rows) for the C++ step loops (steploops.cpp's Gemm); ``packed``
