@@ -1,11 +1,11 @@
-"""Fused vs eager pointwise steps (``rnncore.functional.fused``), side by side with torch.nn.
+"""C++ step loops vs Python loops (``rnncore.functional.fused``), side by side with torch.nn.
 
     python -m benchmarks.measure_fused [--threads N] [--cells lstm,gru,rnn] [--repeats R]
                                        [--out FILE.json]
 
 For each cell and each of the layer benchmark's sizes, times forward+backward of torch.nn
-("native"), the "bptt" engine with the fused kernels ("fused", RNNCORE_FUSED=1) and without
-("eager", RNNCORE_FUSED=0), round-robin in one process (``measure.layer_case`` and
+("native"), the "bptt" engine with its C++ loops and fused kernels ("fused", RNNCORE_FUSED=1)
+and with its Python loops of ATen ops ("eager", RNNCORE_FUSED=0), round-robin in one process (``measure.layer_case`` and
 ``measure.time_interleaved``: same weights, input and output gradient), and prints each
 median's ratio to native. The extension is built (or loaded from its cache) before timing.
 """
