@@ -4,9 +4,10 @@
                                        [--out FILE.json]
 
 For each cell and each of the layer benchmark's sizes, times forward+backward of torch.nn
-("native"), the "bptt" engine with its C++ loops and fused kernels ("fused", RNNCORE_FUSED=1)
-and with its Python loops of ATen ops ("eager", RNNCORE_FUSED=0), round-robin in one process (``measure.layer_case`` and
-``measure.time_interleaved``: same weights, input and output gradient), and prints each
+("native"), the "bptt" engine with its C++ loops and fused kernels ("fused",
+RNNCORE_FUSED=1) and with its Python loops of ATen ops ("eager", RNNCORE_FUSED=0),
+round-robin in one process (``measure.layer_case`` and ``measure.time_interleaved``: same
+weights, input and output gradient), and prints each
 median's ratio to native. The extension is built (or loaded from its cache) before timing.
 """
 from __future__ import annotations
