@@ -1,24 +1,24 @@
 """Fused pointwise steps for the "bptt" engine's loops (C++, built on first use).
 
 Per time step the loops run one GEMM and then the cell's pointwise work; eagerly that work
-is 6-8 ATen ops, each over B*H ~ 16k elements, below ATen's parallel grain (one thread) and
-short enough that launch overhead is a large share. ``fused.cpp`` does one step's pointwise
-work in one pass over its rows (``at::parallel_for`` over rows, so torch's intra-op threads
-are used), for float32 and float64 (the float32 exp/tanh are vectorised polynomials, float64's
-libm's, so float64 is for exact checks):
+is 2-8 ATen ops, each over B*H ~ 16k elements, below ATen's parallel grain (one thread) and
+short enough that launch overhead is a large share, and the interpreter between the steps
+costs ~10 us more. ``fused.cpp`` does one step's pointwise work in one pass over its rows
+(``at::parallel_for`` over rows, so torch's intra-op threads are used), for float32 and
+float64 (the float32 exp/tanh are vectorised polynomials, float64's libm's, so float64 is
+for exact checks); ``steploops.cpp``, appended to it, runs whole loops around those steps
+and the per-step GEMMs. The module exposes only the loops:
 
-    lstm_forward(gates, prev_c, c0, k, c, h)        a -> [i, f, g, o] in place; c_t; h_t (or m_t)
-    lstm_backward(gates, c, prev_c, c0, k, dh, dc, da, dc0)    dc (in/out), da (bs, 4H), dc0
-    gru_forward(rzh, xn, prev_h, h0, k, n, h)       [a_r, a_z, hn] -> [r, z, hn]; n_t; h_t
-    gru_backward(rzh, n, prev_h, h0, k, dh, dah, dax, dprev, dh0)
-    rnn_backward(h, dout, carry, relu, da, dh)      da = (dout + carry) f'(a); dh (optional)
+    rnn_forward_loop, lstm_forward_loop, gru_forward_loop        a layer-direction's forward
+    rnn_backward_loop, lstm_backward_loop, gru_backward_loop     one block of its backward
 
-(the RNN's forward step is already two ops, addmm_ and tanh_, so it has no kernel)
-
-where rows [0, k) of a step read the previous state from ``prev_*`` (the previous step's
-rows) and rows [k, bs) from the initial state: ``layout.Step.n_carry``. The equations are
-those in forward.py / backward.py, whose eager ops remain the other path, and the saved
-buffers are the same, so forward and backward may each take either path.
+each given a ``Schedule.table()`` of steps, the buffers of forward.py / backward.py and a
+``stepgemm.StepGemm``'s ``args()``; the step kernels inside (lstm_forward/backward,
+gru_forward/backward, rnn_backward; the RNN's forward step is addmm and tanh) read rows
+[0, k) of the previous state from ``prev_*`` (the previous step's rows) and rows [k, bs)
+from the initial state: ``layout.Step.n_carry``. The equations are those in forward.py /
+backward.py, whose Python loops of eager ops remain the other path, and the saved buffers
+are the same, so forward and backward may each take either path.
 
 ``kernels(t)`` answers, per call, which path a loop over tensor ``t`` takes: the extension,
 or None for the eager ops. The extension serves float32 CPU tensors by default, float64 as

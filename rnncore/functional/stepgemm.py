@@ -27,13 +27,14 @@ import os
 import torch
 from torch import Tensor
 
+from rnncore.functional import fused
+
 
 def _packing_available() -> bool:
     return torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear")
 
 
 _PACKING = _packing_available()
-_EMPTY = torch.empty(0)
 
 
 def packs(w: Tensor) -> bool:
@@ -57,15 +58,17 @@ class StepGemm:
         self.rows = rows
         self.w = w
         lay_out = steps >= MIN_STEPS
-        # (in, out): the plain GEMM's fast layout, or the transposed view for short loops
-        self.wt = w.t().contiguous() if lay_out else w.t()
         self.packed = (torch.ops.mkl._mkl_reorder_linear_weight(w.contiguous(), rows)
                        if lay_out and packs(w) else None)
+        # (in, out) for the plain GEMM: a contiguous copy when it serves the loop; the
+        # transposed view for short loops, and beside a packed weight, where it only takes
+        # the steps of another row count (a packed batch's shrinking steps)
+        self.wt = w.t().contiguous() if lay_out and self.packed is None else w.t()
 
     def args(self) -> tuple:
         """(wt, packed, w, rows) for the C++ step loops (steploops.cpp's Gemm); ``packed``
         has no elements when the plain GEMM serves."""
-        return self.wt, _EMPTY if self.packed is None else self.packed, self.w, self.rows
+        return self.wt, fused.none_or(self.packed), self.w, self.rows
 
     def _packed(self, x: Tensor) -> Tensor:
         return torch.ops.mkl._mkl_linear(x, self.packed, self.w, None, self.rows)

@@ -173,11 +173,7 @@ void gru_backward_loop(at::Tensor table, int64_t base, at::Tensor rzh, at::Tenso
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   // the GIL is not needed while the kernels run (autograd's backward threads, DataLoader)
   auto nogil = pybind11::call_guard<pybind11::gil_scoped_release>();
-  m.def("lstm_forward", &lstm_forward, nogil);
-  m.def("lstm_backward", &lstm_backward, nogil);
-  m.def("gru_forward", &gru_forward, nogil);
-  m.def("gru_backward", &gru_backward, nogil);
-  m.def("rnn_backward", &rnn_backward, nogil);
+  // only the loops: the step kernels of fused.cpp are called from them, never from Python
   m.def("rnn_forward_loop", &rnn_forward_loop, nogil);
   m.def("lstm_forward_loop", &lstm_forward_loop, nogil);
   m.def("gru_forward_loop", &gru_forward_loop, nogil);
